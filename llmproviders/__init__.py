@@ -1,0 +1,79 @@
+"""llmproviders: synchronous streaming chat completions from LLM web providers.
+
+Provider classes return plain iterators of text deltas, read from ``requests``
+streaming responses as the bytes arrive. The original upstream sites are offline;
+``llmproviders.testing`` carries an emulator of their protocols.
+
+Example usage::
+
+    from llmproviders import FlowGpt
+
+    messages = [{"role": "user", "content": "Hello"}]
+    for delta in FlowGpt.create_completion(model="gpt-3.5-turbo", messages=messages):
+        print(delta, end="", flush=True)
+"""
+
+import logging
+
+from .__version__ import __version__
+from ._completion import ChatCompletion
+from ._exceptions import (
+    AuthenticationError,
+    CloudflareError,
+    InvalidArgumentError,
+    InvalidMessagesError,
+    LLMProvidersError,
+    ModelNotSupportedError,
+    ProtocolError,
+    ProviderNotFoundError,
+    RateLimitError,
+    ReplyMismatchError,
+    RequestTimeoutError,
+    ResponseError,
+    ResponseStatusError,
+    StreamError,
+    StreamInterruptedError,
+    TransportError,
+    UnsupportedOptionError,
+)
+from ._messages import Messages, format_prompt
+from ._provider import Provider, get_provider, list_providers, register_provider
+from ._stream import Stream
+from .providers import Chatgpt4Online, FlowGpt, GPROChat, Ylokh
+
+__all__ = [
+    "__version__",
+    # providers
+    "Provider",
+    "FlowGpt",
+    "GPROChat",
+    "Chatgpt4Online",
+    "Ylokh",
+    "ChatCompletion",
+    "Stream",
+    "Messages",
+    "format_prompt",
+    "get_provider",
+    "list_providers",
+    "register_provider",
+    # errors
+    "LLMProvidersError",
+    "InvalidArgumentError",
+    "InvalidMessagesError",
+    "ModelNotSupportedError",
+    "UnsupportedOptionError",
+    "ProviderNotFoundError",
+    "TransportError",
+    "RequestTimeoutError",
+    "ResponseStatusError",
+    "AuthenticationError",
+    "RateLimitError",
+    "CloudflareError",
+    "StreamError",
+    "ProtocolError",
+    "ReplyMismatchError",
+    "ResponseError",
+    "StreamInterruptedError",
+]
+
+logging.getLogger("llmproviders").addHandler(logging.NullHandler())

@@ -1,0 +1,56 @@
+"""``ChatCompletion``: the original framework's top-level entry point.
+
+Example usage::
+
+    from llmproviders import ChatCompletion, FlowGpt
+
+    text = ChatCompletion.create(model="gpt-3.5-turbo", messages=messages, provider=FlowGpt)
+    for delta in ChatCompletion.create(model="gpt-4", messages=messages, provider="Chatgpt4Online", stream=True):
+        print(delta, end="")
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Type, Union
+
+from ._exceptions import ProviderNotFoundError
+from ._messages import Messages
+from ._provider import Provider, get_provider, list_providers
+from ._stream import Stream
+
+__all__ = ["ChatCompletion", "resolve_provider"]
+
+
+def resolve_provider(provider: Union[None, str, Type[Provider]], model: Optional[str]) -> Type[Provider]:
+    """A provider class from a class, a registered name, or (None) the first provider
+    that lists ``model`` among its models or aliases."""
+    if isinstance(provider, str):
+        return get_provider(provider)
+    if provider is not None:
+        return provider
+    for candidate in list_providers():
+        if model and (model in candidate.get_models() or model in candidate.model_aliases):
+            return candidate
+    names = ", ".join(p.__name__ for p in list_providers())
+    raise ProviderNotFoundError(
+        f"no provider lists model {model!r}; pass provider=... (one of: {names})",
+        known=[p.__name__ for p in list_providers()],
+    )
+
+
+class ChatCompletion:
+    """g4f-style entry point: pick a provider, return a string or a stream."""
+
+    @staticmethod
+    def create(
+        model: Optional[str],
+        messages: Messages,
+        provider: Union[None, str, Type[Provider]] = None,
+        stream: bool = False,
+        **kwargs: Any,
+    ) -> Union[str, Stream]:
+        """With ``stream=True`` a :class:`Stream` of deltas, otherwise the whole text."""
+        cls = resolve_provider(provider, model)
+        if stream:
+            return cls.create_completion(model, messages, stream=True, **kwargs)
+        return cls.create(model, messages, stream=False, **kwargs)

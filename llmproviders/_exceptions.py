@@ -1,0 +1,209 @@
+"""The exception hierarchy: every error this library raises on purpose.
+
+Everything derives from :class:`LLMProvidersError`, so ``except LLMProvidersError``
+catches all of it. Errors about the caller's input also derive from the matching
+builtin (``ValueError``, ``TypeError``, ``LookupError``), so code that already
+catches those keeps working::
+
+    LLMProvidersError
+    ├── InvalidArgumentError          (ValueError)  bad argument (base_url, timeout, proxy), before any I/O
+    │   ├── InvalidMessagesError                    bad ``messages``
+    │   └── ModelNotSupportedError                  unknown model for this provider
+    ├── UnsupportedOptionError        (TypeError)   unknown keyword option for this provider
+    ├── ProviderNotFoundError         (LookupError) unknown provider name
+    ├── TransportError                              no usable response: connect/TLS/proxy failure
+    │   └── RequestTimeoutError                     connect or read timeout before the response
+    ├── ResponseStatusError                         non-2xx status (``status_code``, ``body``)
+    │   ├── AuthenticationError                     401
+    │   ├── RateLimitError                          429 (``retry_after``)
+    │   └── CloudflareError                         a bot-protection challenge page
+    └── StreamError                                 the reply itself went wrong (``partial``)
+        ├── ProtocolError                           a malformed frame or body from upstream
+        │   └── ReplyMismatchError                  the final reply contradicts the streamed text
+        ├── ResponseError                           the upstream reported an error inside the stream
+        └── StreamInterruptedError                  the stream broke before its end
+
+Constructors take the message positionally and everything else by keyword. Errors
+never include request headers or bodies (they may hold credentials); they carry the
+provider name and, for status errors, a short excerpt of the upstream's body.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+__all__ = [
+    "LLMProvidersError",
+    "InvalidArgumentError",
+    "InvalidMessagesError",
+    "ModelNotSupportedError",
+    "UnsupportedOptionError",
+    "ProviderNotFoundError",
+    "TransportError",
+    "RequestTimeoutError",
+    "ResponseStatusError",
+    "AuthenticationError",
+    "RateLimitError",
+    "CloudflareError",
+    "StreamError",
+    "ProtocolError",
+    "ReplyMismatchError",
+    "ResponseError",
+    "StreamInterruptedError",
+]
+
+
+class LLMProvidersError(Exception):
+    """Root of every error raised by llmproviders.
+
+    ``provider`` names the provider involved, when there is one.
+    """
+
+    def __init__(self, message: str, *, provider: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidArgumentError(LLMProvidersError, ValueError):
+    """An argument is unusable (``base_url``, ``timeout``, ``proxy``, ...); nothing was sent."""
+
+
+class InvalidMessagesError(InvalidArgumentError):
+    """``messages`` is not a non-empty list of ``{"role": ..., "content": str}`` dicts."""
+
+
+class ModelNotSupportedError(InvalidArgumentError):
+    """The provider does not serve the requested model; ``models`` lists the ones it does."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: Optional[str] = None,
+        model: Optional[str] = None,
+        models: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message, provider=provider)
+        self.model = model
+        self.models = list(models)
+
+
+class UnsupportedOptionError(LLMProvidersError, TypeError):
+    """A keyword option the provider does not understand (nothing is sent blindly)."""
+
+
+class ProviderNotFoundError(LLMProvidersError, LookupError):
+    """No provider is registered under that name; ``known`` lists the registered ones."""
+
+    def __init__(self, message: str, *, known: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.known = list(known)
+
+
+class TransportError(LLMProvidersError):
+    """The request got no usable response: connection refused, DNS, TLS or proxy failure.
+
+    ``url`` is the request URL (without credentials).
+    """
+
+    def __init__(
+        self, message: str, *, provider: Optional[str] = None, url: Optional[str] = None
+    ) -> None:
+        super().__init__(message, provider=provider)
+        self.url = url
+
+
+class RequestTimeoutError(TransportError):
+    """Connecting, or waiting for the response headers, took longer than the timeout."""
+
+
+class ResponseStatusError(LLMProvidersError):
+    """The upstream answered with a non-2xx status.
+
+    ``status_code`` is the HTTP status, ``body`` a short excerpt of the response body
+    (whitespace collapsed), ``headers`` the response headers.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: Optional[str] = None,
+        status_code: int,
+        body: str = "",
+        headers: Optional[Any] = None,
+        url: Optional[str] = None,
+    ) -> None:
+        super().__init__(message, provider=provider)
+        self.status_code = status_code
+        self.body = body
+        self.headers = headers if headers is not None else {}
+        self.url = url
+
+
+class AuthenticationError(ResponseStatusError):
+    """401: the upstream wants credentials it did not get (or rejected the signature)."""
+
+
+class RateLimitError(ResponseStatusError):
+    """429: too many requests. ``retry_after`` is the server's wait hint in seconds, or None."""
+
+    def __init__(self, message: str, *, retry_after: Optional[float] = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class CloudflareError(ResponseStatusError):
+    """The upstream answered with a bot-protection challenge page instead of the API."""
+
+
+class StreamError(LLMProvidersError):
+    """The reply went wrong after the response started.
+
+    ``partial`` is the text already delivered to the caller before the error, exactly
+    as it was yielded (empty if nothing was).
+    """
+
+    def __init__(self, message: str, *, provider: Optional[str] = None, partial: str = "") -> None:
+        super().__init__(message, provider=provider)
+        self.partial = partial
+
+
+class ProtocolError(StreamError):
+    """The upstream sent something its protocol does not allow (a malformed frame, HTML,
+    invalid UTF-8). ``frame`` holds the offending bytes or text, shortened."""
+
+    def __init__(self, message: str, *, frame: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.frame = frame
+
+
+class ReplyMismatchError(ProtocolError):
+    """The upstream's final, authoritative reply contradicts the text it streamed.
+
+    ``partial`` is what was streamed (and yielded); ``reply`` is the final reply. The
+    caller decides which to keep; the library never swaps text silently.
+    """
+
+    def __init__(self, message: str, *, reply: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reply = reply
+
+
+class ResponseError(StreamError):
+    """The upstream reported an error inside a successful (2xx) response, such as an
+    OpenAI-style ``{"error": {...}}`` event. ``error`` holds the decoded payload."""
+
+    def __init__(self, message: str, *, error: Any = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.error = error
+
+
+class StreamInterruptedError(StreamError):
+    """The stream stopped before the reply was complete: the connection dropped, the
+    server went quiet past the read timeout, or the body ended without the protocol's
+    end marker. ``partial`` holds everything delivered before the break."""

@@ -1,0 +1,180 @@
+"""Framing readers: from body bytes, as they arrive, to frames.
+
+One reader per wire format the providers use:
+
+- :func:`iter_ndjson`: newline-delimited JSON, one object per line (FlowGpt).
+- :func:`iter_text`: raw UTF-8 text, decoded incrementally (GPROChat).
+- :func:`iter_sse`: Server-Sent Events, parsed by ``sseclient-py``; yields each event's
+  ``data`` (Chatgpt4Online, Ylokh).
+
+Each takes an iterable of byte chunks split anywhere (inside a line, an event or a
+multi-byte character) and yields a frame as soon as its last byte is in, never
+later. Malformed input raises :class:`ProtocolError`; a body that ends in the middle
+of a frame raises :class:`StreamInterruptedError`. A single frame may not exceed
+``max_frame`` bytes, so a broken or hostile upstream cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from typing import Any, Iterable, Iterator, List
+
+from sseclient import SSEClient
+
+from ._exceptions import ProtocolError, StreamInterruptedError
+from ._http import excerpt
+
+__all__ = ["iter_ndjson", "iter_text", "iter_sse", "loads_frame", "MAX_FRAME"]
+
+MAX_FRAME = 8 * 1024 * 1024  # bytes in one line or event
+
+
+def loads_frame(frame: Any, *, provider: str) -> Any:
+    """Decode one frame's JSON, or raise :class:`ProtocolError` showing the frame."""
+    try:
+        return json.loads(frame)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+        shown = excerpt(frame)
+        raise ProtocolError(
+            f"{provider}: malformed frame from upstream (not JSON): {shown!r}",
+            provider=provider,
+            frame=shown,
+        ) from exc
+
+
+def _too_large(provider: str, what: str, max_frame: int) -> ProtocolError:
+    return ProtocolError(
+        f"{provider}: one {what} is larger than {max_frame} bytes; refusing to buffer it",
+        provider=provider,
+    )
+
+
+def iter_ndjson(chunks: Iterable[bytes], *, provider: str, max_frame: int = MAX_FRAME) -> Iterator[Any]:
+    """Yield the decoded JSON value of every non-blank line.
+
+    A line is complete at ``\\n`` (a ``\\r`` before it is ignored). At the end of the
+    body, an unterminated last line is accepted if it is complete JSON; otherwise the
+    body was cut inside a line and :class:`StreamInterruptedError` is raised.
+    """
+    pending: List[bytes] = []  # pieces of the current, unterminated line
+    pending_size = 0
+    for chunk in chunks:
+        if b"\n" not in chunk:
+            pending.append(chunk)
+            pending_size += len(chunk)
+            if pending_size > max_frame:
+                raise _too_large(provider, "line", max_frame)
+            continue
+        if pending:
+            pending.append(chunk)
+            chunk = b"".join(pending)
+            pending.clear()
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        for line in lines:
+            line = line.strip()
+            if line:
+                yield loads_frame(line, provider=provider)
+        if tail:
+            pending.append(tail)
+        pending_size = len(tail)
+        if pending_size > max_frame:
+            raise _too_large(provider, "line", max_frame)
+    tail = b"".join(pending).strip()
+    if tail:
+        try:
+            value = json.loads(tail)
+        except ValueError as exc:
+            raise StreamInterruptedError(
+                f"{provider}: the body ended in the middle of a line: {excerpt(tail)!r}",
+                provider=provider,
+            ) from exc
+        yield value
+
+
+def iter_text(chunks: Iterable[bytes], *, provider: str) -> Iterator[str]:
+    """Yield UTF-8 text as it arrives; a character split across chunks comes out whole."""
+    decode = codecs.getincrementaldecoder("utf-8")("strict").decode
+    try:
+        for chunk in chunks:
+            text = decode(chunk)
+            if text:
+                yield text
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start : exc.end]
+        raise ProtocolError(
+            f"{provider}: the reply is not valid UTF-8 (bytes {bad!r})",
+            provider=provider,
+            frame=repr(bad),
+        ) from exc
+    try:
+        decode(b"", True)
+    except UnicodeDecodeError as exc:
+        raise StreamInterruptedError(
+            f"{provider}: the body ended in the middle of a UTF-8 character", provider=provider
+        ) from exc
+
+
+def iter_sse(chunks: Iterable[bytes], *, provider: str, max_frame: int = MAX_FRAME) -> Iterator[str]:
+    """Yield the ``data`` of each Server-Sent Event, parsed by ``sseclient-py``.
+
+    Line endings are normalised to ``\\n`` first: sseclient-py finds an event's end by
+    looking for a blank line at the end of its buffer, which a ``\\n`` line followed by a
+    ``\\r\\n`` blank line would hide. A body that ends inside an event (the SSE spec says
+    to drop it; sseclient-py would dispatch it) raises :class:`StreamInterruptedError`.
+    """
+    client = SSEClient(_normalized(chunks, provider=provider, max_frame=max_frame))
+    try:
+        for event in client.events():
+            yield event.data
+    except UnicodeDecodeError as exc:
+        bad = exc.object[max(0, exc.start - 20) : exc.end + 20]
+        raise ProtocolError(
+            f"{provider}: an event is not valid UTF-8: {bad!r}", provider=provider, frame=repr(bad)
+        ) from exc
+
+
+def _normalized(chunks: Iterable[bytes], *, provider: str, max_frame: int) -> Iterator[bytes]:
+    """Pass chunks on with CRLF and CR turned into LF, watching event boundaries.
+
+    A trailing CR is held until the next chunk shows whether an LF follows it.
+    """
+    held_cr = False
+    tail: List[bytes] = []  # bytes since the last blank line: the event in progress
+    tail_size = 0
+    last_newline = True  # did the bytes so far end with "\n"? (start of body counts)
+    for chunk in chunks:
+        if held_cr:
+            chunk = b"\r" + chunk
+            held_cr = False
+        if b"\r" in chunk:
+            if chunk.endswith(b"\r"):
+                chunk = chunk[:-1]
+                held_cr = True
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if not chunk:
+            continue
+        boundary = chunk.rfind(b"\n\n")
+        if boundary >= 0:
+            tail = [chunk[boundary + 2 :]]
+            tail_size = len(chunk) - boundary - 2
+        elif last_newline and chunk[0] == 10:  # "\n" + "\n" across two chunks
+            tail = [chunk[1:]]
+            tail_size = len(chunk) - 1
+        else:
+            tail.append(chunk)
+            tail_size += len(chunk)
+            if tail_size > max_frame:
+                raise _too_large(provider, "event", max_frame)
+        last_newline = chunk[-1] == 10
+        yield chunk
+    if held_cr:
+        yield b"\n"
+        tail.append(b"\n")
+    rest = b"".join(tail)
+    if any(line.startswith(b"data") for line in rest.split(b"\n")):
+        raise StreamInterruptedError(
+            f"{provider}: the body ended in the middle of an event: {excerpt(rest)!r}",
+            provider=provider,
+        )

@@ -1,0 +1,516 @@
+"""HTTP: the only module that talks to ``requests`` and ``urllib3``.
+
+Each provider class gets one :class:`requests.Session`, created on first use and
+reused by every call (connection pooling). Nothing per-request lives on the session:
+headers, proxies, timeouts and cookies travel with each request, and the session's
+own cookie jar accepts nothing, so one session serves many threads at once.
+
+A :class:`Call` is one provider call: where to send (``base_url``), through which
+proxy, with which timeouts. It opens responses, turns every ``requests``/``urllib3``
+failure and every non-2xx status into an error of the library's hierarchy (with
+``raise ... from`` so the cause is kept), and reads bodies with ``read1`` so each
+byte reaches the caller as soon as the socket returns it, for chunked and
+close-delimited bodies alike.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import http.cookiejar
+import json
+import logging
+import re
+import secrets
+import string
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import requests.adapters
+import urllib3.exceptions
+
+from ._exceptions import (
+    AuthenticationError,
+    CloudflareError,
+    InvalidArgumentError,
+    ProtocolError,
+    RateLimitError,
+    RequestTimeoutError,
+    ResponseStatusError,
+    StreamInterruptedError,
+    TransportError,
+)
+
+__all__ = ["Call", "TimeoutArg", "DEFAULT_TIMEOUT", "random_string", "random_hex", "close_sessions"]
+
+log = logging.getLogger(__name__)
+
+#: ``timeout=`` accepts seconds for both phases, or ``(connect, read)``.
+TimeoutArg = Union[None, float, Tuple[float, float]]
+#: Connect within 10 s; then at most 120 s of silence between two reads.
+DEFAULT_TIMEOUT: Tuple[float, float] = (10.0, 120.0)
+
+READ_SIZE = 65536  # the most one read1() returns; a read returns as soon as any byte is there
+ERROR_BODY_LIMIT = 65536  # how much of an error body is read to describe it
+EXCERPT_LENGTH = 300  # how much of it an error message shows
+POOL_MAXSIZE = 64  # connections kept per host, so concurrent streams reuse them
+
+_sessions: Dict[type, requests.Session] = {}
+_sessions_lock = threading.Lock()
+
+
+def random_string(length: int = 10) -> str:
+    """``length`` random characters from ``[a-z0-9]``."""
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def random_hex() -> str:
+    """32 random lowercase hex characters."""
+    return secrets.token_hex(16)
+
+
+def session_for(owner: type) -> requests.Session:
+    """The pooled session of a provider class (created on first use, thread-safe)."""
+    session = _sessions.get(owner)
+    if session is None:
+        with _sessions_lock:
+            session = _sessions.get(owner)
+            if session is None:
+                session = _new_session()
+                _sessions[owner] = session
+    return session
+
+
+def close_sessions() -> None:
+    """Close every pooled connection. Sessions are recreated on next use."""
+    with _sessions_lock:
+        sessions = list(_sessions.values())
+        _sessions.clear()
+    for session in sessions:
+        session.close()
+
+
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    # Cookies go with the call that needs them (see Call.send), never into shared state.
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=POOL_MAXSIZE)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def resolve_timeout(timeout: TimeoutArg, default: Tuple[float, float]) -> Tuple[float, float]:
+    """``None`` -> ``default``; a number -> both phases; a pair -> ``(connect, read)``."""
+    if timeout is None:
+        return default
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        pair: Tuple[Any, Any] = (timeout, timeout)
+    elif isinstance(timeout, tuple) and len(timeout) == 2:
+        pair = timeout
+    else:
+        raise InvalidArgumentError(
+            f"timeout must be seconds or a (connect, read) pair of seconds, not {timeout!r}"
+        )
+    for value in pair:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise InvalidArgumentError(f"timeout values must be positive numbers, not {timeout!r}")
+    return (float(pair[0]), float(pair[1]))
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials, query or fragment: safe for messages and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def check_base_url(base_url: str) -> str:
+    """Validate ``base_url`` (``http(s)://host[:port][/prefix]``) and strip a trailing slash."""
+    parts = urlsplit(base_url) if isinstance(base_url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidArgumentError(
+            f"base_url must look like 'http://host:port' or 'https://host/prefix', not {base_url!r}"
+        )
+    return base_url.rstrip("/")
+
+
+def join_url(base_url: Optional[str], default_url: str) -> str:
+    """Point ``default_url`` (a protocol's real URL) at ``base_url``, keeping its path.
+
+    A path prefix on ``base_url`` is kept; where the prefix already ends with the
+    start of the protocol's path it is not repeated, so both ``http://h:8080`` and
+    the OpenAI-style ``http://h:8080/v1`` reach ``http://h:8080/v1/chat/completions``.
+    """
+    if not base_url:
+        return default_url
+    base = urlsplit(base_url)
+    target = urlsplit(default_url)
+    prefix = [s for s in base.path.split("/") if s]
+    path = [s for s in target.path.split("/") if s]
+    overlap = 0
+    for size in range(min(len(prefix), len(path)), 0, -1):
+        if prefix[-size:] == path[:size]:
+            overlap = size
+            break
+    joined = "/" + "/".join(prefix + path[overlap:])
+    return urlunsplit((base.scheme, base.netloc, joined, target.query, ""))
+
+
+class Call:
+    """One provider call's transport: target, proxy, timeouts and the open response.
+
+    Providers use :meth:`open` (a context manager yielding a status-checked streaming
+    response) and :meth:`iter_bytes`; everything that can go wrong comes out as an
+    error of the library's hierarchy. :meth:`abort` may be called from another thread
+    to wake a read that is blocked on the socket.
+    """
+
+    def __init__(
+        self,
+        owner: type,
+        *,
+        base_url: Optional[str] = None,
+        proxy: Optional[str] = None,
+        timeout: TimeoutArg = None,
+        default_timeout: Tuple[float, float] = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.provider = owner.__name__
+        self.base_url = check_base_url(base_url) if base_url is not None else None
+        if proxy is not None and (not isinstance(proxy, str) or "://" not in proxy):
+            raise InvalidArgumentError(
+                "proxy must be a URL such as 'http://host:3128' or 'socks5://host:1080'"
+            )
+        self._proxies = {"http": proxy, "https": proxy} if proxy else None
+        self.timeout = resolve_timeout(timeout, default_timeout)
+        self._session = session_for(owner)
+        self._response: Optional[requests.Response] = None
+        self.aborted = False
+
+    def url(self, default_url: str) -> str:
+        """The URL to use for one of the protocol's endpoints."""
+        return join_url(self.base_url, default_url)
+
+    @contextmanager
+    def open(
+        self,
+        url: str,
+        *,
+        headers: Dict[str, str],
+        json_body: Any = None,
+        data: Optional[bytes] = None,
+        cookies: Any = None,
+    ) -> Iterator[requests.Response]:
+        """POST and yield the response once its status is known to be good.
+
+        A non-2xx status raises a :class:`ResponseStatusError` subclass; a 2xx HTML page
+        (bot protection, a proxy's error page) raises :class:`CloudflareError` or
+        :class:`ProtocolError`. The response is closed when the block exits.
+        """
+        response = self._send(url, headers=headers, json_body=json_body, data=data, cookies=cookies)
+        self._response = response
+        try:
+            self._check(response)
+            yield response
+        finally:
+            self._response = None
+            response.close()
+
+    def read_json(self, response: requests.Response, *, limit: int = 16 * 1024 * 1024) -> Any:
+        """Read a whole (non-streamed) body, at most ``limit`` bytes, and decode it as JSON."""
+        body = bytearray()
+        for chunk in self.iter_bytes(response):
+            body += chunk
+            if len(body) > limit:
+                raise ProtocolError(
+                    f"{self.provider}: the response body is larger than {limit} bytes",
+                    provider=self.provider,
+                )
+        try:
+            return json.loads(bytes(body))
+        except ValueError as exc:
+            raise ProtocolError(
+                f"{self.provider}: expected a JSON body, got {excerpt(bytes(body))!r}",
+                provider=self.provider,
+                frame=excerpt(bytes(body)),
+            ) from exc
+
+    def iter_bytes(self, response: requests.Response) -> Iterator[bytes]:
+        """Yield the body as it arrives: each item is what one socket read returned.
+
+        ``iter_content()`` would wait for a full chunk of its size, or for EOF when the
+        body is close-delimited; ``read1`` returns as soon as any byte is there.
+        """
+        read1 = response.raw.read1
+        try:
+            while True:
+                chunk = read1(READ_SIZE, decode_content=True)
+                if not chunk:
+                    break
+                yield chunk
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise StreamInterruptedError(
+                f"{self.provider}: no data for {self.timeout[1]:g} s (read timeout); "
+                "the stream was cut short",
+                provider=self.provider,
+            ) from exc
+        except urllib3.exceptions.DecodeError as exc:
+            raise ProtocolError(
+                f"{self.provider}: the body could not be decompressed ({_reason(exc)})",
+                provider=self.provider,
+            ) from exc
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError) as exc:
+            raise StreamInterruptedError(
+                f"{self.provider}: the connection broke before the reply was complete "
+                f"({_reason(exc)})",
+                provider=self.provider,
+            ) from exc
+        if self.aborted:
+            raise StreamInterruptedError(f"{self.provider}: the stream was aborted", provider=self.provider)
+
+    def abort(self) -> None:
+        """Wake a read blocked in another thread; the stream then ends with an error.
+
+        Safe to call from any thread, any number of times. ``response.close()`` from
+        another thread does not wake a blocked read; shutting the socket down does.
+        """
+        self.aborted = True
+        response = self._response
+        if response is None:
+            return
+        try:
+            response.raw.shutdown()
+        except (AttributeError, ValueError, RuntimeError, OSError):
+            pass  # urllib3 < 2.3, already released or already closed: nothing is blocked there
+
+    # -- internals ----------------------------------------------------------------
+
+    def _send(self, url: str, **kwargs: Any) -> requests.Response:
+        safe_url = redact_url(url)
+        headers = kwargs.pop("headers")
+        json_body = kwargs.pop("json_body")
+        log.debug("%s: POST %s", self.provider, safe_url)
+        started = time.monotonic()
+        try:
+            response = self._session.post(
+                url,
+                headers=headers,
+                json=json_body,
+                data=kwargs["data"],
+                cookies=kwargs["cookies"],
+                proxies=self._proxies,
+                timeout=self.timeout,
+                stream=True,
+                verify=True,
+            )
+        except requests.exceptions.ConnectTimeout as exc:
+            raise RequestTimeoutError(
+                f"{self.provider}: could not connect to {_host(url)} within "
+                f"{self.timeout[0]:g} s (connect timeout)",
+                provider=self.provider,
+                url=safe_url,
+            ) from exc
+        except requests.exceptions.ReadTimeout as exc:
+            raise RequestTimeoutError(
+                f"{self.provider}: {_host(url)} sent no response within "
+                f"{self.timeout[1]:g} s (read timeout)",
+                provider=self.provider,
+                url=safe_url,
+            ) from exc
+        except requests.exceptions.InvalidSchema as exc:
+            if "SOCKS" in str(exc):
+                raise InvalidArgumentError(
+                    "SOCKS proxies need PySocks: pip install 'llmproviders[socks]'"
+                ) from exc
+            raise InvalidArgumentError(f"{self.provider}: unsupported URL scheme in {safe_url}") from exc
+        except requests.exceptions.ProxyError as exc:
+            raise TransportError(
+                f"{self.provider}: the proxy failed ({_reason(exc)})", provider=self.provider, url=safe_url
+            ) from exc
+        except requests.exceptions.SSLError as exc:
+            raise TransportError(
+                f"{self.provider}: TLS with {_host(url)} failed ({_reason(exc)})",
+                provider=self.provider,
+                url=safe_url,
+            ) from exc
+        except requests.exceptions.RequestException as exc:
+            raise TransportError(
+                f"{self.provider}: could not reach {_host(url)} ({_reason(exc)})",
+                provider=self.provider,
+                url=safe_url,
+            ) from exc
+        log.debug(
+            "%s: %s %s in %.0f ms",
+            self.provider,
+            response.status_code,
+            safe_url,
+            (time.monotonic() - started) * 1000,
+        )
+        return response
+
+    def _check(self, response: requests.Response) -> None:
+        status = response.status_code
+        content_type = response.headers.get("Content-Type", "").lower()
+        if 200 <= status < 300 and not content_type.startswith("text/html"):
+            return
+        raw = self._read_error_body(response)
+        text = raw.decode("utf-8", "replace")
+        html = content_type.startswith("text/html") or text.lstrip()[:15].lower().startswith(
+            ("<!doctype html", "<html")
+        )
+        summary = _summarize(text, html=html)
+        host = _host(response.url or "")
+        common: Dict[str, Any] = dict(
+            provider=self.provider,
+            status_code=status,
+            body=summary,
+            headers=response.headers,
+            url=redact_url(response.url or ""),
+        )
+        if _is_challenge(response, text):
+            raise CloudflareError(
+                f"{self.provider}: {host} answered with a Cloudflare bot-protection challenge "
+                f"(HTTP {status}) instead of the API; it needs a browser session. Try again "
+                "later, from another network or through a proxy (proxy=...)",
+                **common,
+            )
+        if 200 <= status < 300:
+            raise ProtocolError(
+                f"{self.provider}: {host} answered HTTP {status} with an HTML page, not the API: "
+                f"{summary!r}",
+                provider=self.provider,
+                frame=summary,
+            )
+        reason = f"HTTP {status} {response.reason or ''}".rstrip()
+        detail = f": {summary}" if summary else ""
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            hint = f"; retry after {retry_after:g} s" if retry_after is not None else ""
+            raise RateLimitError(
+                f"{self.provider}: rate limited by {host} ({reason}){hint}{detail}",
+                retry_after=retry_after,
+                **common,
+            )
+        if status == 401:
+            raise AuthenticationError(
+                f"{self.provider}: {host} refused the credentials ({reason}){detail}", **common
+            )
+        raise ResponseStatusError(f"{self.provider}: {host} answered {reason}{detail}", **common)
+
+    def _read_error_body(self, response: requests.Response) -> bytes:
+        try:
+            return response.raw.read(ERROR_BODY_LIMIT, decode_content=True) or b""
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError):
+            return b""  # the status alone still says what happened
+
+
+def parse_retry_after(value: Optional[str]) -> Optional[float]:
+    """``Retry-After`` in seconds (from seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    return max(0.0, seconds) if seconds == seconds else None  # NaN -> None
+
+
+def excerpt(data: Union[bytes, str], limit: int = 120) -> str:
+    """A short, printable excerpt of a frame for error messages."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_TAG = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.S | re.I)
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.S | re.I)
+_SPACE = re.compile(r"\s+")
+
+
+def _summarize(text: str, *, html: bool) -> str:
+    """The part of an error body worth showing: JSON's message, HTML's title and text."""
+    if html:
+        title = _TITLE.search(text)
+        body = _SPACE.sub(" ", _TAG.sub(" ", text)).strip()
+        if title:
+            heading = _SPACE.sub(" ", title.group(1)).strip()
+            body = heading if body.startswith(heading) else f"{heading}: {body}"
+        text = body
+    else:
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            payload = None
+        message = _json_message(payload)
+        text = message if message else _SPACE.sub(" ", text).strip()
+    return text if len(text) <= EXCERPT_LENGTH else text[: EXCERPT_LENGTH - 1] + "…"
+
+
+def _json_message(payload: Any) -> Optional[str]:
+    if isinstance(payload, dict):
+        for key in ("error", "message", "detail"):
+            value = payload.get(key)
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, dict):
+                inner = _json_message(value)
+                if inner:
+                    return inner
+    return None
+
+
+_CHALLENGE_MARKERS = ("just a moment", "challenge-platform", "cf-chl", "attention required! | cloudflare")
+
+
+def _is_challenge(response: requests.Response, text: str) -> bool:
+    headers = response.headers
+    if headers.get("cf-mitigated", "").lower() == "challenge":
+        return True
+    if "cloudflare" not in headers.get("Server", "").lower() and "__cf_chl" not in text:
+        return False
+    lowered = text[:20000].lower()
+    return any(marker in lowered for marker in _CHALLENGE_MARKERS)
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "the server"
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def _reason(exc: BaseException) -> str:
+    """The root cause of a transport error in a few words, never its URLs or credentials."""
+    seen = set()
+    stack = [exc]
+    found: Optional[str] = None
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, urllib3.exceptions.NameResolutionError):
+            return "the host name could not be resolved"
+        if isinstance(current, OSError) and current.strerror:
+            found = current.strerror
+        elif isinstance(current, urllib3.exceptions.ReadTimeoutError):
+            found = found or "read timed out"
+        elif isinstance(current, http.client.IncompleteRead):
+            found = found or f"body ended early, {len(current.partial)} bytes into a chunk"
+        for nested in (getattr(current, "reason", None), current.__cause__, current.__context__, *current.args):
+            if isinstance(nested, BaseException):
+                stack.append(nested)
+    return found or type(exc).__name__
