@@ -436,7 +436,7 @@ def excerpt(data: Union[bytes, str], limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-_TAG = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.S | re.I)
+_TAG = re.compile(r"<(head|script|style)\b.*?</\1>|<[^>]+>", re.S | re.I)
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.S | re.I)
 _SPACE = re.compile(r"\s+")
 
@@ -448,7 +448,7 @@ def _summarize(text: str, *, html: bool) -> str:
         body = _SPACE.sub(" ", _TAG.sub(" ", text)).strip()
         if title:
             heading = _SPACE.sub(" ", title.group(1)).strip()
-            body = heading if body.startswith(heading) else f"{heading}: {body}"
+            body = body if body.startswith(heading) else f"{heading}: {body}".rstrip(": ")
         text = body
     else:
         try:

@@ -1,0 +1,121 @@
+"""Framing readers, fed bytes split at every possible place."""
+
+import json
+
+import pytest
+
+from llmproviders import ProtocolError, StreamInterruptedError
+from llmproviders._framing import iter_ndjson, iter_sse, iter_text
+
+from tests.helpers import split_every
+
+TEXT = "Привет, мир! 👋 Hello — «ok»"
+
+
+def splits(data: bytes):
+    """Every way to cut ``data`` in two, three-way cuts around the middle, and 1-byte pieces."""
+    yield [data]
+    for i in range(1, len(data)):
+        yield [data[:i], data[i:]]
+    middle = len(data) // 2
+    for i in range(1, middle):
+        yield [data[:i], data[i:middle], data[middle:]]
+    yield split_every(data, 1)
+
+
+def test_text_decoder_reassembles_characters_split_anywhere():
+    data = TEXT.encode()
+    for pieces in splits(data):
+        assert "".join(iter_text(iter(pieces), provider="P")) == TEXT
+
+
+def test_text_decoder_yields_each_piece_without_waiting_for_more():
+    pieces = [p.encode() for p in ("Hel", "lo ", "мир")]
+    reader = iter_text(iter(pieces), provider="P")
+    assert [next(reader), next(reader), next(reader)] == ["Hel", "lo ", "мир"]
+
+
+def test_text_decoder_rejects_invalid_utf8_and_flags_a_cut_character():
+    with pytest.raises(ProtocolError, match="not valid UTF-8"):
+        list(iter_text(iter([b"ok", b"\xff\xfe"]), provider="P"))
+    with pytest.raises(StreamInterruptedError, match="middle of a UTF-8 character"):
+        list(iter_text(iter([b"ok", "ж".encode()[:1]]), provider="P"))
+
+
+def test_ndjson_split_anywhere():
+    lines = [{"event": "text", "data": "При"}, {"event": "text", "data": "вет 👋"}, {"event": "done"}]
+    data = ("\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n\n").encode()
+    for pieces in splits(data):
+        assert list(iter_ndjson(iter(pieces), provider="P")) == lines
+
+
+def test_ndjson_crlf_blank_lines_and_unterminated_last_line():
+    data = b'\r\n{"a": 1}\r\n\r\n   \n{"a": 2}'
+    assert list(iter_ndjson(iter([data]), provider="P")) == [{"a": 1}, {"a": 2}]
+
+
+def test_ndjson_delivers_a_line_as_soon_as_its_newline_arrives():
+    reader = iter_ndjson(iter([b'{"a": 1}\n{"a"', b': 2}\n']), provider="P")
+    assert next(reader) == {"a": 1}
+    assert next(reader) == {"a": 2}
+
+
+def test_ndjson_malformed_line_is_a_protocol_error_showing_the_line():
+    with pytest.raises(ProtocolError) as info:
+        list(iter_ndjson(iter([b'{"a": 1}\n<html>Bad gateway</html>\n']), provider="FlowGpt"))
+    assert "FlowGpt" in str(info.value) and "<html>Bad gateway" in str(info.value)
+    assert info.value.frame == "<html>Bad gateway</html>"
+
+
+def test_ndjson_body_cut_inside_a_line_is_an_interruption():
+    with pytest.raises(StreamInterruptedError, match="middle of a line"):
+        list(iter_ndjson(iter([b'{"a": 1}\n{"event": "te']), provider="P"))
+
+
+def test_ndjson_line_size_is_capped():
+    with pytest.raises(ProtocolError, match="larger than 100 bytes"):
+        list(iter_ndjson(iter([b"x" * 60, b"x" * 60]), provider="P", max_frame=100))
+    with pytest.raises(ProtocolError, match="larger than 100 bytes"):
+        list(iter_ndjson(iter([b"{}\n" + b"x" * 101]), provider="P", max_frame=100))
+
+
+SSE = 'data: {"t": "При"}\n\n: a comment\n\nevent: ping\ndata: 1\n\ndata: line one\ndata: line two\n\ndata:{"t": "👋"}\n\n'
+SSE_EVENTS = ['{"t": "При"}', "1", "line one\nline two", '{"t": "👋"}']
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_sse_split_anywhere_with_any_line_ending(newline):
+    data = SSE.replace("\n", newline).encode()
+    for pieces in splits(data):
+        assert list(iter_sse(iter(pieces), provider="P")) == SSE_EVENTS, pieces
+
+
+def test_sse_mixed_line_endings_do_not_merge_events():
+    # A "\n" line followed by a "\r\n" blank line: sseclient-py alone would merge these.
+    data = b"data: a\n\r\ndata: b\r\n\ndata: c\n\n"
+    assert list(iter_sse(iter([data]), provider="P")) == ["a", "b", "c"]
+
+
+def test_sse_delivers_an_event_as_soon_as_its_blank_line_arrives():
+    reader = iter_sse(iter([b"data: one\n", b"\n", b"data: two\n\n"]), provider="P")
+    assert next(reader) == "one"
+    assert next(reader) == "two"
+
+
+def test_sse_body_cut_inside_an_event_is_an_interruption_not_a_partial_event():
+    with pytest.raises(StreamInterruptedError, match="middle of an event"):
+        list(iter_sse(iter([b"data: one\n\n", b'data: {"choices": [{"de']), provider="P"))
+    # ending on a comment or whitespace is fine
+    assert list(iter_sse(iter([b"data: one\n\n: bye\n"]), provider="P")) == ["one"]
+
+
+def test_sse_invalid_utf8_is_a_protocol_error():
+    with pytest.raises(ProtocolError, match="not valid UTF-8"):
+        list(iter_sse(iter([b"data: \xff\xfe\n\n"]), provider="P"))
+
+
+def test_sse_event_size_is_capped():
+    with pytest.raises(ProtocolError, match="larger than 100 bytes"):
+        list(iter_sse(iter([b"data: " + b"x" * 50, b"x" * 60]), provider="P", max_frame=100))
+    many = [b"data: " + b"x" * 40 + b"\n\n"] * 10  # many small events are fine
+    assert len(list(iter_sse(iter(many), provider="P", max_frame=100))) == 10
