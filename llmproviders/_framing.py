@@ -140,10 +140,8 @@ def _normalized(chunks: Iterable[bytes], *, provider: str, max_frame: int) -> It
 
     A trailing CR is held until the next chunk shows whether an LF follows it.
     """
+    tracker = _EventTracker(provider, max_frame)
     held_cr = False
-    tail: List[bytes] = []  # bytes since the last blank line: the event in progress
-    tail_size = 0
-    last_newline = True  # did the bytes so far end with "\n"? (start of body counts)
     for chunk in chunks:
         if held_cr:
             chunk = b"\r" + chunk
@@ -153,28 +151,45 @@ def _normalized(chunks: Iterable[bytes], *, provider: str, max_frame: int) -> It
                 chunk = chunk[:-1]
                 held_cr = True
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if not chunk:
-            continue
+        if chunk:
+            tracker.feed(chunk)
+            yield chunk
+    if held_cr:
+        tracker.feed(b"\n")
+        yield b"\n"
+    tracker.finish()
+
+
+class _EventTracker:
+    """Knows how many bytes the event in progress has, to cap it and to tell at EOF
+    whether the body stopped inside an event."""
+
+    def __init__(self, provider: str, max_frame: int) -> None:
+        self.provider = provider
+        self.max_frame = max_frame
+        self.tail: List[bytes] = []  # bytes since the last blank line
+        self.size = 0
+        self.ends_with_newline = True  # the start of the body counts as a line start
+
+    def feed(self, chunk: bytes) -> None:
         boundary = chunk.rfind(b"\n\n")
         if boundary >= 0:
-            tail = [chunk[boundary + 2 :]]
-            tail_size = len(chunk) - boundary - 2
-        elif last_newline and chunk[0] == 10:  # "\n" + "\n" across two chunks
-            tail = [chunk[1:]]
-            tail_size = len(chunk) - 1
+            self.tail = [chunk[boundary + 2 :]]
+            self.size = len(chunk) - boundary - 2
+        elif self.ends_with_newline and chunk[0] == 10:  # "\n" + "\n" across two chunks
+            self.tail = [chunk[1:]]
+            self.size = len(chunk) - 1
         else:
-            tail.append(chunk)
-            tail_size += len(chunk)
-            if tail_size > max_frame:
-                raise _too_large(provider, "event", max_frame)
-        last_newline = chunk[-1] == 10
-        yield chunk
-    if held_cr:
-        yield b"\n"
-        tail.append(b"\n")
-    rest = b"".join(tail)
-    if any(line.startswith(b"data") for line in rest.split(b"\n")):
-        raise StreamInterruptedError(
-            f"{provider}: the body ended in the middle of an event: {excerpt(rest)!r}",
-            provider=provider,
-        )
+            self.tail.append(chunk)
+            self.size += len(chunk)
+            if self.size > self.max_frame:
+                raise _too_large(self.provider, "event", self.max_frame)
+        self.ends_with_newline = chunk[-1] == 10
+
+    def finish(self) -> None:
+        rest = b"".join(self.tail)
+        if any(line.startswith(b"data") for line in rest.split(b"\n")):
+            raise StreamInterruptedError(
+                f"{self.provider}: the body ended in the middle of an event: {excerpt(rest)!r}",
+                provider=self.provider,
+            )
