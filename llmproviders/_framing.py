@@ -102,6 +102,10 @@ def iter_text(chunks: Iterable[bytes], *, provider: str) -> Iterator[str]:
             if text:
                 yield text
     except UnicodeDecodeError as exc:
+        # Text that arrived before the bad bytes (in the same read) is still delivered.
+        valid = exc.object[: exc.start].decode("utf-8")
+        if valid:
+            yield valid
         bad = exc.object[exc.start : exc.end]
         raise ProtocolError(
             f"{provider}: the reply is not valid UTF-8 (bytes {bad!r})",

@@ -38,6 +38,11 @@ def test_text_decoder_yields_each_piece_without_waiting_for_more():
 def test_text_decoder_rejects_invalid_utf8_and_flags_a_cut_character():
     with pytest.raises(ProtocolError, match="not valid UTF-8"):
         list(iter_text(iter([b"ok", b"\xff\xfe"]), provider="P"))
+    # valid text in the same read as the bad bytes is delivered before the error
+    reader = iter_text(iter([b"\xd0", "Ок ".encode()[1:] + b"\xff"]), provider="P")
+    assert next(reader) == "Ок "
+    with pytest.raises(ProtocolError):
+        next(reader)
     with pytest.raises(StreamInterruptedError, match="middle of a UTF-8 character"):
         list(iter_text(iter([b"ok", "ж".encode()[:1]]), provider="P"))
 
