@@ -16,6 +16,7 @@ Example usage::
 import logging
 
 from .__version__ import __version__
+from ._async import AsyncStream, get_async_limit, set_async_limit
 from ._completion import ChatCompletion
 from ._exceptions import (
     AuthenticationError,
@@ -51,6 +52,9 @@ __all__ = [
     "Ylokh",
     "ChatCompletion",
     "Stream",
+    "AsyncStream",
+    "set_async_limit",
+    "get_async_limit",
     "Messages",
     "format_prompt",
     "get_provider",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Type, Union
 
+from ._async import AsyncStream
 from ._exceptions import ProviderNotFoundError
 from ._messages import Messages
 from ._provider import Provider, get_provider, list_providers
@@ -54,3 +55,18 @@ class ChatCompletion:
         if stream:
             return cls.create_completion(model, messages, stream=True, **kwargs)
         return cls.create(model, messages, stream=False, **kwargs)
+
+    @staticmethod
+    async def create_async(
+        model: Optional[str],
+        messages: Messages,
+        provider: Union[None, str, Type[Provider]] = None,
+        stream: bool = False,
+        **kwargs: Any,
+    ) -> Union[str, AsyncStream]:
+        """The async form of :meth:`create`: the whole text, or with ``stream=True`` an
+        :class:`AsyncStream` of deltas."""
+        cls = resolve_provider(provider, model)
+        if stream:
+            return cls.create_async_generator(model, messages, stream=True, **kwargs)
+        return await cls.create_async(model, messages, stream=False, **kwargs)

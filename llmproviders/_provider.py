@@ -16,16 +16,22 @@ Example usage::
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, FrozenSet, Iterator, List, Optional, Tuple, Type, TypeVar
+import os
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, FrozenSet, Iterator, List, Optional, Tuple, Type, TypeVar
 
 from ._exceptions import ModelNotSupportedError, ProviderNotFoundError, UnsupportedOptionError
 from ._http import DEFAULT_TIMEOUT, Call, TimeoutArg
 from ._messages import Messages, validate_messages
 from ._stream import Stream
 
+if TYPE_CHECKING:
+    from ._async import AsyncStream
+
 __all__ = ["Provider", "register_provider", "get_provider", "list_providers"]
 
 P = TypeVar("P", bound=Type["Provider"])
+#: Environment variable that points every provider at another host (e.g. the emulator).
+BASE_URL_ENV = "LLMPROVIDERS_BASE_URL"
 
 
 class Provider:
@@ -45,6 +51,9 @@ class Provider:
     models: ClassVar[List[str]] = []
     model_aliases: ClassVar[Dict[str, str]] = {}
 
+    #: Send to this host instead of the real one, for every call that passes no
+    #: ``base_url`` (falls back to the ``LLMPROVIDERS_BASE_URL`` environment variable).
+    base_url: ClassVar[Optional[str]] = None
     #: Keyword options this provider understands (anything else is refused, not sent).
     options: ClassVar[FrozenSet[str]] = frozenset()
     #: ``(connect, read)`` seconds when the caller gives no ``timeout``.
@@ -98,7 +107,8 @@ class Provider:
         upstream for the whole reply where the protocol has that mode, and in any case
         yields the reply once. ``base_url`` points the provider at another host (a
         mirror, the emulator, a local OpenAI-compatible server), keeping the
-        protocol's paths. ``timeout`` is seconds, or ``(connect, read)`` where read is
+        protocol's paths; without it, the class attribute ``base_url`` and then the
+        ``LLMPROVIDERS_BASE_URL`` environment variable apply. ``timeout`` is seconds, or ``(connect, read)`` where read is
         the longest silence allowed between two pieces of the body.
         """
         checked = validate_messages(messages)
@@ -110,6 +120,8 @@ class Provider:
                 f"{cls.__name__} does not accept option(s) {', '.join(unknown)}; accepted options: {accepted}",
                 provider=cls.__name__,
             )
+        if base_url is None:
+            base_url = cls.base_url or os.environ.get(BASE_URL_ENV) or None
         call = Call(cls, base_url=base_url, proxy=proxy, timeout=timeout, default_timeout=cls.default_timeout)
         deltas = cls._generate(call, resolved, checked, stream=stream, **options)
         if not stream and not cls._has_whole_reply_mode():
@@ -121,6 +133,27 @@ class Provider:
         """Run a completion to the end and return its whole text."""
         with cls.create_completion(model, messages, **kwargs) as stream:
             return "".join(stream)
+
+    @classmethod
+    def create_async_generator(cls, model: Optional[str], messages: Messages, **kwargs: Any) -> "AsyncStream":
+        """The async form of :meth:`create_completion` (the seeds' call shape): an async
+        iterator of text deltas, streamed by a worker thread. Takes the same arguments.
+
+        Example usage::
+
+            async for message in FlowGpt.create_async_generator(model=model, messages=messages):
+                print(message, end="")
+        """
+        from ._async import AsyncStream
+
+        return AsyncStream(cls.create_completion(model, messages, **kwargs))
+
+    @classmethod
+    async def create_async(cls, model: Optional[str], messages: Messages, **kwargs: Any) -> str:
+        """The async form of :meth:`create`: the whole reply text."""
+        from ._async import collect
+
+        return await collect(cls.create_async_generator(model, messages, **kwargs))
 
     @classmethod
     def _generate(

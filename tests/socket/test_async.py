@@ -1,0 +1,282 @@
+"""The asyncio facade against the emulator: seed compatibility, cancellation, cleanup,
+concurrency and loops."""
+
+import asyncio
+import gc
+import threading
+import time
+
+import pytest
+
+import llmproviders
+from llmproviders import ChatCompletion, FlowGpt, GPROChat, StreamInterruptedError, Ylokh
+from llmproviders._async import BUFFER_SIZE
+from llmproviders.testing import reply_for
+
+from .conftest import PROVIDERS
+
+MESSAGES = [{"role": "user", "content": "Привет, как дела?"}]
+
+
+def workers():
+    return [t for t in threading.enumerate() if t.name.startswith("llmproviders-stream-")]
+
+
+def wait_for_no_workers(timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while workers() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return workers()
+
+
+@pytest.fixture
+def routed(emulator, monkeypatch):
+    """Every provider call without base_url goes to the emulator (as in the seeds)."""
+    monkeypatch.setenv("LLMPROVIDERS_BASE_URL", emulator.base_url)
+    return emulator
+
+
+def test_seed_async_examples_verbatim_apart_from_the_import(routed, capsys):
+    # --- seed 000 (FlowGpt), import line changed -------------------------------
+    from llmproviders import FlowGpt
+    from llmproviders import Messages
+
+    async def main():
+        model = "gpt-3.5-turbo"
+        messages: Messages = [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "Как дела?"}
+        ]
+
+        async for message in FlowGpt.create_async_generator(model=model, messages=messages):
+            print(message, end="")
+
+    asyncio.run(main())
+    assert capsys.readouterr().out == reply_for([{"role": "user", "content": "Как дела?"}])
+
+    # --- seed 002 (GPROChat) -------------------------------------------------------
+    from llmproviders import GPROChat
+
+    async def main():
+        messages: Messages = [{"role": "user", "content": "Привет, как дела?"}]
+        model = "gemini-1.5-pro"
+
+        async for response in GPROChat.create_async_generator(model=model, messages=messages):
+            print(response, end="")
+
+    asyncio.run(main())
+    assert capsys.readouterr().out == reply_for(MESSAGES)
+
+    # --- seed 003 (Chatgpt4Online): it printed each item on its own line -----------
+    from llmproviders import Chatgpt4Online
+
+    async def main():
+        messages: Messages = [{"role": "user", "content": "Привет, как дела?"}]
+        model = "gpt-4"
+
+        async for response in Chatgpt4Online.create_async_generator(model=model, messages=messages):
+            print(response)
+
+    asyncio.run(main())
+    lines = capsys.readouterr().out.splitlines()
+    assert "".join(lines) == reply_for(MESSAGES) and len(lines) > 1  # streamed, no longer one blob
+
+    # --- seed 004 (Ylokh) --------------------------------------------------------------
+    from llmproviders import Ylokh
+
+    async def main():
+        messages = [
+            {"role": "user", "content": "Привет, как дела?"}
+        ]
+        async for message in Ylokh.create_async_generator(model="gpt-3.5-turbo", messages=messages):
+            print(message, end="")
+
+    asyncio.run(main())
+    assert capsys.readouterr().out == reply_for(MESSAGES)
+    assert {r.path for r in routed.requests} >= {"/v3/chat-anonymous", "/api/generate", "/v1/chat/completions"}
+
+
+@pytest.mark.parametrize("provider, model, path", PROVIDERS)
+def test_async_deltas_are_incremental(provider, model, path, emulator):
+    pieces = ["раз ", "два ", "три"]
+    plan = emulator.plan(path=path, pieces=pieces, step=True)
+
+    async def main():
+        stream = provider.create_async_generator(model, MESSAGES, base_url=emulator.base_url, timeout=5)
+        async with stream:
+            for expected in pieces:
+                assert await stream.__anext__() == expected
+                plan.advance()
+            assert [d async for d in stream] == []
+
+    asyncio.run(main())
+    assert plan.wait() == "complete"
+    assert wait_for_no_workers() == []
+
+
+@pytest.mark.parametrize("how", ["cancel", "wait_for", "break", "aclose"])
+def test_stopping_early_closes_the_connection_and_the_thread(how, emulator):
+    plan = emulator.plan(path="/api/generate", long_reply=1_000_000, pace=0.002)
+    started = threading.Event()
+
+    async def consume():
+        stream = GPROChat.create_async_generator(None, MESSAGES, base_url=emulator.base_url, timeout=5)
+        if how == "aclose":
+            await stream.__anext__()
+            await stream.aclose()
+            return
+        async for _ in stream:
+            started.set()
+            if how == "break":
+                break
+
+    async def main():
+        if how in ("break", "aclose"):
+            await consume()
+        elif how == "cancel":
+            task = asyncio.ensure_future(consume())
+            while not started.is_set():
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        else:
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(consume(), 0.2)
+        gc.collect()
+
+    asyncio.run(main())
+    before = time.monotonic()
+    assert plan.wait(5) == "client-disconnected"
+    assert time.monotonic() - before < 1.0  # the server sees the disconnect promptly
+    assert wait_for_no_workers() == []
+
+
+@pytest.mark.parametrize("provider, model, path", PROVIDERS)
+def test_errors_keep_their_type_and_partial(provider, model, path, emulator):
+    pieces = ["Один ", "два ", "три"]
+    emulator.plan(path=path, framing="chunked", pieces=pieces, disconnect_after_events=2)
+    received = []
+
+    async def main():
+        async for delta in provider.create_async_generator(model, MESSAGES, base_url=emulator.base_url, timeout=5):
+            received.append(delta)
+
+    with pytest.raises(StreamInterruptedError) as info:
+        asyncio.run(main())
+    assert received == pieces[:2] and info.value.partial == "".join(pieces[:2])
+    assert wait_for_no_workers() == []
+
+
+def test_input_errors_are_raised_at_the_call(emulator):
+    with pytest.raises(llmproviders.ModelNotSupportedError):
+        FlowGpt.create_async_generator("nope", MESSAGES)
+    with pytest.raises(llmproviders.InvalidMessagesError):
+        asyncio.run(FlowGpt.create_async(None, []))
+    assert workers() == []
+
+
+def test_two_hundred_concurrent_streams(emulator):
+    providers = llmproviders.list_providers()[:4]
+
+    async def main():
+        jobs = []
+        for i in range(200):
+            messages = [{"role": "user", "content": f"вопрос {i}"}]
+            jobs.append(providers[i % 4].create_async(None, messages, base_url=emulator.base_url, timeout=10))
+        return await asyncio.gather(*jobs)
+
+    texts = asyncio.run(main())
+    assert texts == [reply_for([{"role": "user", "content": f"вопрос {i}"}]) for i in range(200)]
+    assert wait_for_no_workers() == []
+
+
+def test_concurrency_limit_queues_streams_without_threads(emulator):
+    from llmproviders._async import _limiter
+
+    assert llmproviders.get_async_limit() == 64
+    plan = emulator.plan(path="/v1/chat/completions", times=12, pieces=["a", "b"], step=True)
+    first = []
+
+    async def one(i):
+        messages = [{"role": "user", "content": str(i)}]
+        out = []
+        async for delta in Ylokh.create_async_generator(None, messages, base_url=emulator.base_url, timeout=10):
+            out.append(delta)
+            first.append(i)
+        return "".join(out)
+
+    async def main():
+        tasks = [asyncio.ensure_future(one(i)) for i in range(12)]
+        while len(first) < 3:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # would more streams start? they must not
+        snapshot = (len(first), len(workers()), _limiter.running, len(_limiter._waiters))
+        plan.advance(100)
+        return snapshot, await asyncio.wait_for(asyncio.gather(*tasks), 20)
+
+    llmproviders.set_async_limit(3)
+    try:
+        snapshot, texts = asyncio.run(main())
+    finally:
+        llmproviders.set_async_limit(64)
+    assert snapshot == (3, 3, 3, 9)  # three streams run; nine wait, holding no thread
+    assert texts == ["ab"] * 12
+    with pytest.raises(ValueError):
+        llmproviders.set_async_limit(0)
+
+
+def test_several_event_loops_in_threads_at_once(emulator):
+    results = {}
+
+    def run_loop(index):
+        async def main():
+            return await ChatCompletion.create_async(
+                model="gpt-3.5-turbo", messages=[{"role": "user", "content": f"loop {index}"}], provider=FlowGpt,
+                base_url=emulator.base_url,
+            )
+
+        results[index] = asyncio.run(main())
+
+    threads = [threading.Thread(target=run_loop, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert results == {i: reply_for([{"role": "user", "content": f"loop {i}"}]) for i in range(4)}
+
+
+def test_chat_completion_async_stream(emulator):
+    async def main():
+        stream = await ChatCompletion.create_async(
+            model="gpt-4", messages=MESSAGES, provider="Chatgpt4Online", stream=True, base_url=emulator.base_url
+        )
+        return [delta async for delta in stream]
+
+    deltas = asyncio.run(main())
+    assert "".join(deltas) == reply_for(MESSAGES) and len(deltas) > 1
+
+
+def test_sync_api_works_inside_a_running_loop(emulator):
+    async def main():
+        # blocking, but correct: the synchronous API never touches asyncio
+        return FlowGpt.create(None, MESSAGES, base_url=emulator.base_url)
+
+    assert asyncio.run(main()) == reply_for(MESSAGES)
+
+
+def test_slow_consumer_applies_back_pressure(emulator):
+    plan = emulator.plan(path="/api/generate", pieces=[f"{i} " for i in range(BUFFER_SIZE * 3)])
+
+    async def main():
+        stream = GPROChat.create_async_generator(None, MESSAGES, base_url=emulator.base_url, timeout=5)
+        async with stream:
+            await stream.__anext__()
+            await asyncio.sleep(0.5)  # the worker fills the buffer, then must wait
+            assert len(stream._worker.buffer) <= BUFFER_SIZE
+            rest = [d async for d in stream]
+        return rest
+
+    rest = asyncio.run(main())
+    assert len(rest) >= BUFFER_SIZE * 3 - 1 - 10  # deltas may coalesce on the wire, never get lost
+    assert plan.wait() == "complete"
