@@ -12,7 +12,6 @@ from llmproviders.testing import (
     FLOWGPT_PATH,
     GPROCHAT_PATH,
     YLOKH_PATH,
-    Emulator,
 )
 
 # provider, model, the path its reply comes from
@@ -32,6 +31,6 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture
-def emulator():
-    with Emulator() as emu:
-        yield emu
+def emulator(llm_emulator):
+    """The plugin's emulator (started before, stopped after each test)."""
+    return llm_emulator
