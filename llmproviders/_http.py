@@ -193,6 +193,8 @@ class Call:
         self._session = session_for(owner)
         self._response: Optional[requests.Response] = None
         self.aborted = False
+        #: What the protocol reports besides text (finish_reason, usage, id, ...).
+        self.metadata: Dict[str, Any] = {}
 
     def url(self, default_url: str) -> str:
         """The URL to use for one of the protocol's endpoints."""
@@ -207,14 +209,16 @@ class Call:
         json_body: Any = None,
         data: Optional[bytes] = None,
         cookies: Any = None,
+        method: str = "POST",
     ) -> Iterator[requests.Response]:
-        """POST and yield the response once its status is known to be good.
+        """Send the request (POST unless ``method`` says otherwise) and yield the
+        response once its status is known to be good.
 
         A non-2xx status raises a :class:`ResponseStatusError` subclass; a 2xx HTML page
         (bot protection, a proxy's error page) raises :class:`CloudflareError` or
         :class:`ProtocolError`. The response is closed when the block exits.
         """
-        response = self._send(url, headers=headers, json_body=json_body, data=data, cookies=cookies)
+        response = self._send(method, url, headers=headers, json_body=json_body, data=data, cookies=cookies)
         self._response = response
         try:
             self._check(response)
@@ -292,14 +296,15 @@ class Call:
 
     # -- internals ----------------------------------------------------------------
 
-    def _send(self, url: str, **kwargs: Any) -> requests.Response:
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         safe_url = redact_url(url)
         headers = kwargs.pop("headers")
         json_body = kwargs.pop("json_body")
-        log.debug("%s: POST %s", self.provider, safe_url)
+        log.debug("%s: %s %s", self.provider, method, safe_url)
         started = time.monotonic()
         try:
-            response = self._session.post(
+            response = self._session.request(
+                method,
                 url,
                 headers=headers,
                 json=json_body,
@@ -347,9 +352,10 @@ class Call:
                 url=safe_url,
             ) from exc
         log.debug(
-            "%s: %s %s in %.0f ms",
+            "%s: %s %s %s in %.0f ms",
             self.provider,
             response.status_code,
+            method,
             safe_url,
             (time.monotonic() - started) * 1000,
         )

@@ -77,7 +77,7 @@ class Provider:
             return cls.default_model
         if model in cls.model_aliases:
             return cls.model_aliases[model]
-        models = cls.get_models()
+        models = list(cls.models)  # the static list: get_models() may ask the network
         if models and model not in models:
             aliases = f" (aliases: {', '.join(sorted(cls.model_aliases))})" if cls.model_aliases else ""
             raise ModelNotSupportedError(
@@ -126,7 +126,7 @@ class Provider:
         deltas = cls._generate(call, resolved, checked, stream=stream, **options)
         if not stream and not cls._has_whole_reply_mode():
             deltas = _whole(deltas)
-        return Stream(deltas, provider=cls.__name__, model=resolved, call=call)
+        return Stream(deltas, provider=cls.__name__, model=resolved, call=call, metadata=call.metadata)
 
     @classmethod
     def create(cls, model: Optional[str], messages: Messages, **kwargs: Any) -> str:
@@ -164,6 +164,9 @@ class Provider:
         ``call`` is the transport (open responses with ``call.open``, read them with the
         framing readers over ``call.iter_bytes``); ``model`` is resolved, ``messages``
         validated, ``options`` limited to :attr:`options`. Raise the library's errors.
+        Facts about the reply that are not text (``finish_reason``, ``usage``, ``id``,
+        ``created``, ``model``) go into ``call.metadata``; callers see them as
+        ``Stream.metadata``.
         """
         raise NotImplementedError
         yield  # pragma: no cover  (makes this a generator function)

@@ -15,7 +15,7 @@ Example usage::
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Iterator, List, Optional, Type
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Type
 
 from ._exceptions import StreamError
 
@@ -28,12 +28,25 @@ __all__ = ["Stream"]
 class Stream(Iterator[str]):
     """An iterator of text deltas, a context manager, and the record of what it yielded.
 
-    The request is sent when iteration starts. ``text`` is everything yielded so far.
+    The request is sent when iteration starts. ``text`` is everything yielded so far;
+    ``metadata`` holds what the upstream reported besides text.
     """
 
-    def __init__(self, deltas: Iterator[str], *, provider: str, model: str, call: Optional["Call"] = None) -> None:
+    def __init__(
+        self,
+        deltas: Iterator[str],
+        *,
+        provider: str,
+        model: str,
+        call: Optional["Call"] = None,
+        metadata: Optional[Dict[str, Any]] = None,
+    ) -> None:
         self.provider = provider
         self.model = model
+        #: What the upstream reported besides text, filled in as the stream runs:
+        #: ``finish_reason``, ``usage``, ``id``, ``created``, ``model`` where the
+        #: protocol has them.
+        self.metadata: Dict[str, Any] = metadata if metadata is not None else {}
         self._deltas = deltas
         self._next = deltas.__next__
         self._parts: List[str] = []

@@ -56,7 +56,10 @@ class Ylokh(Provider):
         with call.open(call.url(API_URL), headers=headers, json_body=body) as response:
             if "json" in response.headers.get("Content-Type", "").lower():
                 # A whole completion: asked for, or sent by a server that ignores "stream".
-                text = _message_content(cls.__name__, call.read_json(response))
+                completion = call.read_json(response)
+                text = _message_content(cls.__name__, completion)
+                _note(call.metadata, completion)
+                call.metadata["finish_reason"] = completion["choices"][0].get("finish_reason")
                 if text:
                     yield text
                 return
@@ -66,7 +69,10 @@ class Ylokh(Provider):
                     return
                 chunk = loads_frame(data, provider=cls.__name__)
                 delta, finish_reason = _delta(cls.__name__, chunk, data)
-                finished = finished or finish_reason is not None
+                _note(call.metadata, chunk)
+                if finish_reason is not None:
+                    call.metadata["finish_reason"] = finish_reason
+                    finished = True
                 if delta:
                     yield delta
         if not finished:
@@ -107,3 +113,11 @@ def _message_content(name: str, completion: Any) -> str:
     if not isinstance(content, str):
         raise ProtocolError(f"{name}: message content is not text", provider=name)
     return content
+
+
+def _note(metadata: Dict[str, Any], payload: Dict[str, Any]) -> None:
+    """Keep the completion's id, created, model and usage, as the upstream reports them."""
+    for key in ("id", "created", "model", "usage"):
+        value = payload.get(key)
+        if value is not None:
+            metadata[key] = value

@@ -446,3 +446,30 @@ def test_seed_examples_sync_form():
     for provider, model, messages, expected in seeds:
         out = "".join(message for message in provider.create_completion(model=model, messages=messages))
         assert out == expected
+
+
+@responses.activate
+def test_ylokh_reports_finish_reason_usage_and_id_in_metadata():
+    final = chunk(None, "length")
+    final["usage"] = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    responses.post(YLOKH_URL, body=sse(chunk("Hi"), final, "[DONE]"), content_type="text/event-stream")
+    stream = Ylokh.create_completion(None, MESSAGES_RU)
+    assert stream.metadata == {}
+    assert list(stream) == ["Hi"]
+    assert stream.metadata == {
+        "id": "chatcmpl-1",
+        "created": 1,
+        "model": "gpt-3.5-turbo",
+        "finish_reason": "length",
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }
+    completion = {
+        "id": "chatcmpl-2",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}],
+        "usage": {"total_tokens": 1},
+    }
+    responses.post(YLOKH_URL, json=completion)
+    stream = Ylokh.create_completion(None, MESSAGES_RU, stream=False)
+    assert list(stream) == ["x"]
+    assert stream.metadata["finish_reason"] == "stop" and stream.metadata["usage"] == {"total_tokens": 1}
