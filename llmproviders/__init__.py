@@ -21,6 +21,7 @@ from ._completion import ChatCompletion
 from ._exceptions import (
     AuthenticationError,
     CloudflareError,
+    EmptyResponseError,
     InvalidArgumentError,
     InvalidMessagesError,
     LLMProvidersError,
@@ -32,13 +33,16 @@ from ._exceptions import (
     RequestTimeoutError,
     ResponseError,
     ResponseStatusError,
+    RetryProviderError,
     StreamError,
     StreamInterruptedError,
     TransportError,
     UnsupportedOptionError,
 )
+from ._fallback import RetryProvider
 from ._messages import Messages, format_prompt
 from ._provider import Provider, get_provider, list_providers, register_provider
+from ._retry import RetryPolicy
 from ._stream import Stream
 from .providers import Chatgpt4Online, FlowGpt, GPROChat, Ylokh
 
@@ -51,6 +55,8 @@ __all__ = [
     "Chatgpt4Online",
     "Ylokh",
     "ChatCompletion",
+    "RetryProvider",
+    "RetryPolicy",
     "Stream",
     "AsyncStream",
     "set_async_limit",
@@ -77,7 +83,9 @@ __all__ = [
     "ProtocolError",
     "ReplyMismatchError",
     "ResponseError",
+    "EmptyResponseError",
     "StreamInterruptedError",
+    "RetryProviderError",
 ]
 
 logging.getLogger("llmproviders").addHandler(logging.NullHandler())

@@ -15,6 +15,7 @@ from typing import Any, Optional, Type, Union
 
 from ._async import AsyncStream
 from ._exceptions import ProviderNotFoundError
+from ._fallback import RetryProvider
 from ._messages import Messages
 from ._provider import Provider, get_provider, list_providers
 from ._stream import Stream
@@ -22,9 +23,12 @@ from ._stream import Stream
 __all__ = ["ChatCompletion", "resolve_provider"]
 
 
-def resolve_provider(provider: Union[None, str, Type[Provider]], model: Optional[str]) -> Type[Provider]:
-    """A provider class from a class, a registered name, or (None) the first provider
-    that lists ``model`` among its models or aliases."""
+AnyProvider = Union[Type[Provider], RetryProvider]
+
+
+def resolve_provider(provider: Union[None, str, AnyProvider], model: Optional[str]) -> AnyProvider:
+    """A provider from a provider (class or :class:`RetryProvider`), a registered name,
+    or (None) the first provider that lists ``model`` among its models or aliases."""
     if isinstance(provider, str):
         return get_provider(provider)
     if provider is not None:
@@ -46,7 +50,7 @@ class ChatCompletion:
     def create(
         model: Optional[str],
         messages: Messages,
-        provider: Union[None, str, Type[Provider]] = None,
+        provider: Union[None, str, AnyProvider] = None,
         stream: bool = False,
         **kwargs: Any,
     ) -> Union[str, Stream]:
@@ -60,7 +64,7 @@ class ChatCompletion:
     async def create_async(
         model: Optional[str],
         messages: Messages,
-        provider: Union[None, str, Type[Provider]] = None,
+        provider: Union[None, str, AnyProvider] = None,
         stream: bool = False,
         **kwargs: Any,
     ) -> Union[str, AsyncStream]:

@@ -11,6 +11,7 @@ catches those keeps working::
     │   └── ModelNotSupportedError                  unknown model for this provider
     ├── UnsupportedOptionError        (TypeError)   unknown keyword option for this provider
     ├── ProviderNotFoundError         (LookupError) unknown provider name
+    ├── RetryProviderError                          every provider of a RetryProvider failed
     ├── TransportError                              no usable response: connect/TLS/proxy failure
     │   └── RequestTimeoutError                     connect or read timeout before the response
     ├── ResponseStatusError                         non-2xx status (``status_code``, ``body``)
@@ -21,16 +22,19 @@ catches those keeps working::
         ├── ProtocolError                           a malformed frame or body from upstream
         │   └── ReplyMismatchError                  the final reply contradicts the streamed text
         ├── ResponseError                           the upstream reported an error inside the stream
+        ├── EmptyResponseError                      the reply ended without any text
         └── StreamInterruptedError                  the stream broke before its end
 
-Constructors take the message positionally and everything else by keyword. Errors
+Constructors take the message positionally and everything else by keyword. When a
+call was retried, the error raised is the last attempt's, and ``attempts`` lists the
+errors of the attempts before it (its message says how many there were and why). Errors
 never include request headers or bodies (they may hold credentials); they carry the
 provider name and, for status errors, a short excerpt of the upstream's body.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 __all__ = [
     "LLMProvidersError",
@@ -49,7 +53,9 @@ __all__ = [
     "ProtocolError",
     "ReplyMismatchError",
     "ResponseError",
+    "EmptyResponseError",
     "StreamInterruptedError",
+    "RetryProviderError",
 ]
 
 
@@ -63,6 +69,8 @@ class LLMProvidersError(Exception):
         super().__init__(message)
         self.message = message
         self.provider = provider
+        #: Errors of earlier attempts of the same call, oldest first (see retries).
+        self.attempts: List["LLMProvidersError"] = []
 
     def __str__(self) -> str:
         return self.message
@@ -203,7 +211,23 @@ class ResponseError(StreamError):
         self.error = error
 
 
+class EmptyResponseError(StreamError):
+    """The reply ended without any text and without the protocol saying that an empty
+    reply is what it meant (an explicit finish). Retried like a failed connection."""
+
+
 class StreamInterruptedError(StreamError):
     """The stream stopped before the reply was complete: the connection dropped, the
     server went quiet past the read timeout, or the body ended without the protocol's
     end marker. ``partial`` holds everything delivered before the break."""
+
+
+class RetryProviderError(LLMProvidersError):
+    """Every provider of a :class:`RetryProvider` failed before yielding any text.
+
+    ``errors`` maps each provider's name to its exception, in the order tried.
+    """
+
+    def __init__(self, message: str, *, errors: Dict[str, BaseException]) -> None:
+        super().__init__(message)
+        self.errors = dict(errors)

@@ -37,6 +37,7 @@ from ._exceptions import (
     AuthenticationError,
     CloudflareError,
     InvalidArgumentError,
+    LLMProvidersError,
     ProtocolError,
     RateLimitError,
     RequestTimeoutError,
@@ -181,8 +182,16 @@ class Call:
         proxy: Optional[str] = None,
         timeout: TimeoutArg = None,
         default_timeout: Tuple[float, float] = DEFAULT_TIMEOUT,
+        deadline: Optional[float] = None,
     ) -> None:
         self.provider = owner.__name__
+        if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline <= 0):
+            raise InvalidArgumentError(f"deadline must be a positive number of seconds, not {deadline!r}")
+        #: Seconds the whole call may take, retries included; the clock starts at the
+        #: first request. None: no limit beyond the connect and read timeouts.
+        self.deadline = float(deadline) if deadline is not None else None
+        self._deadline_at: Optional[float] = None
+        self._aborted = threading.Event()
         self.base_url = check_base_url(base_url) if base_url is not None else None
         if proxy is not None and (not isinstance(proxy, str) or "://" not in proxy):
             raise InvalidArgumentError(
@@ -192,9 +201,24 @@ class Call:
         self.timeout = resolve_timeout(timeout, default_timeout)
         self._session = session_for(owner)
         self._response: Optional[requests.Response] = None
-        self.aborted = False
         #: What the protocol reports besides text (finish_reason, usage, id, ...).
         self.metadata: Dict[str, Any] = {}
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted.is_set()
+
+    def remaining(self) -> Optional[float]:
+        """Seconds left before the deadline (None without one); starts the clock."""
+        if self.deadline is None:
+            return None
+        if self._deadline_at is None:
+            self._deadline_at = time.monotonic() + self.deadline
+        return self._deadline_at - time.monotonic()
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait ``seconds`` (a retry's backoff); False if the call was aborted meanwhile."""
+        return not self._aborted.wait(seconds)
 
     def url(self, default_url: str) -> str:
         """The URL to use for one of the protocol's endpoints."""
@@ -254,12 +278,17 @@ class Call:
         """
         read1 = response.raw.read1
         try:
-            while True:
-                chunk = read1(READ_SIZE, decode_content=True)
-                if not chunk:
-                    break
-                yield chunk
+            if self.deadline is None:
+                while True:
+                    chunk = read1(READ_SIZE, decode_content=True)
+                    if not chunk:
+                        break
+                    yield chunk
+            else:
+                yield from self._iter_bytes_until_deadline(response)
         except urllib3.exceptions.ReadTimeoutError as exc:
+            if self._past_deadline():
+                raise self._deadline_error(started=True) from exc
             raise StreamInterruptedError(
                 f"{self.provider}: no data for {self.timeout[1]:g} s (read timeout); "
                 "the stream was cut short",
@@ -279,13 +308,43 @@ class Call:
         if self.aborted:
             raise StreamInterruptedError(f"{self.provider}: the stream was aborted", provider=self.provider)
 
+    def _iter_bytes_until_deadline(self, response: requests.Response) -> Iterator[bytes]:
+        """Like the plain read loop, but no read may outlast the deadline: the socket's
+        timeout is lowered to the time left before each read, so a server that drips
+        a byte now and then cannot stretch the call."""
+        read1 = response.raw.read1
+        connection = getattr(response.raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        while True:
+            left = self.remaining()
+            assert left is not None
+            if left <= 0:
+                raise self._deadline_error(started=True)
+            if sock is not None:
+                sock.settimeout(min(self.timeout[1], left))
+            chunk = read1(READ_SIZE, decode_content=True)
+            if not chunk:
+                return
+            yield chunk
+
+    def _past_deadline(self) -> bool:
+        left = self.remaining()
+        return left is not None and left <= 0.001
+
+    def _deadline_error(self, *, started: bool) -> LLMProvidersError:
+        message = f"{self.provider}: the call's deadline of {self.deadline:g} s passed"
+        if started:
+            return StreamInterruptedError(message + "; the stream was cut short", provider=self.provider)
+        return RequestTimeoutError(message + " before a response", provider=self.provider)
+
     def abort(self) -> None:
         """Wake a read blocked in another thread; the stream then ends with an error.
 
         Safe to call from any thread, any number of times. ``response.close()`` from
         another thread does not wake a blocked read; shutting the socket down does.
+        It also cuts a retry's backoff short.
         """
-        self.aborted = True
+        self._aborted.set()
         response = self._response
         if response is None:
             return
@@ -302,6 +361,12 @@ class Call:
         json_body = kwargs.pop("json_body")
         log.debug("%s: %s %s", self.provider, method, safe_url)
         started = time.monotonic()
+        timeout = self.timeout
+        left = self.remaining()
+        if left is not None:
+            if left <= 0:
+                raise self._deadline_error(started=False)
+            timeout = (min(timeout[0], left), min(timeout[1], left))
         try:
             response = self._session.request(
                 method,
@@ -311,21 +376,23 @@ class Call:
                 data=kwargs["data"],
                 cookies=kwargs["cookies"],
                 proxies=self._proxies,
-                timeout=self.timeout,
+                timeout=timeout,
                 stream=True,
                 verify=True,
             )
-        except requests.exceptions.ConnectTimeout as exc:
+        except requests.exceptions.Timeout as exc:
+            if self._past_deadline():
+                raise self._deadline_error(started=False) from exc
+            if isinstance(exc, requests.exceptions.ReadTimeout):
+                raise RequestTimeoutError(
+                    f"{self.provider}: {_host(url)} sent no response within "
+                    f"{self.timeout[1]:g} s (read timeout)",
+                    provider=self.provider,
+                    url=safe_url,
+                ) from exc
             raise RequestTimeoutError(
                 f"{self.provider}: could not connect to {_host(url)} within "
                 f"{self.timeout[0]:g} s (connect timeout)",
-                provider=self.provider,
-                url=safe_url,
-            ) from exc
-        except requests.exceptions.ReadTimeout as exc:
-            raise RequestTimeoutError(
-                f"{self.provider}: {_host(url)} sent no response within "
-                f"{self.timeout[1]:g} s (read timeout)",
                 provider=self.provider,
                 url=safe_url,
             ) from exc

@@ -17,15 +17,14 @@ Example usage::
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, ClassVar, Dict, FrozenSet, Iterator, List, Optional, Tuple, Type, TypeVar
+from typing import Any, ClassVar, Dict, FrozenSet, Iterator, List, Optional, Tuple, Type, TypeVar
 
+from ._async import AsyncStream, collect
 from ._exceptions import ModelNotSupportedError, ProviderNotFoundError, UnsupportedOptionError
 from ._http import DEFAULT_TIMEOUT, Call, TimeoutArg
 from ._messages import Messages, validate_messages
+from ._retry import RetryPolicy, resolve_retries, with_retries
 from ._stream import Stream
-
-if TYPE_CHECKING:
-    from ._async import AsyncStream
 
 __all__ = ["Provider", "register_provider", "get_provider", "list_providers"]
 
@@ -58,6 +57,8 @@ class Provider:
     options: ClassVar[FrozenSet[str]] = frozenset()
     #: ``(connect, read)`` seconds when the caller gives no ``timeout``.
     default_timeout: ClassVar[Tuple[float, float]] = DEFAULT_TIMEOUT
+    #: Retries before the first delta (``max_retries=`` overrides it per call).
+    retry_policy: ClassVar[RetryPolicy] = RetryPolicy()
 
     def __init__(self) -> None:
         raise TypeError(f"{type(self).__name__} is used through its class methods; do not instantiate it")
@@ -98,6 +99,8 @@ class Provider:
         proxy: Optional[str] = None,
         timeout: TimeoutArg = None,
         base_url: Optional[str] = None,
+        max_retries: Optional[int] = None,
+        deadline: Optional[float] = None,
         **options: Any,
     ) -> Stream:
         """Start a chat completion; return a :class:`Stream` of text deltas.
@@ -109,7 +112,13 @@ class Provider:
         mirror, the emulator, a local OpenAI-compatible server), keeping the
         protocol's paths; without it, the class attribute ``base_url`` and then the
         ``LLMPROVIDERS_BASE_URL`` environment variable apply. ``timeout`` is seconds, or ``(connect, read)`` where read is
-        the longest silence allowed between two pieces of the body.
+        the longest silence allowed between two pieces of the body; ``deadline`` caps
+        the whole call in seconds (retries included), however the server paces it.
+
+        A call that fails before its first delta (connection error, timeout, 429,
+        5xx, a break, an empty reply) is retried up to ``max_retries`` times
+        (default: :attr:`retry_policy`, 2 retries) with backoff; after the first
+        delta an error is final, so text is never repeated.
         """
         checked = validate_messages(messages)
         resolved = cls.get_model(model)
@@ -122,11 +131,19 @@ class Provider:
             )
         if base_url is None:
             base_url = cls.base_url or os.environ.get(BASE_URL_ENV) or None
-        call = Call(cls, base_url=base_url, proxy=proxy, timeout=timeout, default_timeout=cls.default_timeout)
-        deltas = cls._generate(call, resolved, checked, stream=stream, **options)
+        policy = resolve_retries(max_retries, cls.retry_policy)
+        call = Call(
+            cls, base_url=base_url, proxy=proxy, timeout=timeout, default_timeout=cls.default_timeout, deadline=deadline
+        )
+        deltas = with_retries(
+            lambda: cls._generate(call, resolved, checked, stream=stream, **options),
+            call,
+            policy,
+            allow_empty=lambda: call.metadata.get("finish_reason") is not None,
+        )
         if not stream and not cls._has_whole_reply_mode():
             deltas = _whole(deltas)
-        return Stream(deltas, provider=cls.__name__, model=resolved, call=call, metadata=call.metadata)
+        return Stream(deltas, provider=cls.__name__, model=resolved, abort=call.abort, metadata=call.metadata)
 
     @classmethod
     def create(cls, model: Optional[str], messages: Messages, **kwargs: Any) -> str:
@@ -135,7 +152,7 @@ class Provider:
             return "".join(stream)
 
     @classmethod
-    def create_async_generator(cls, model: Optional[str], messages: Messages, **kwargs: Any) -> "AsyncStream":
+    def create_async_generator(cls, model: Optional[str], messages: Messages, **kwargs: Any) -> AsyncStream:
         """The async form of :meth:`create_completion` (the seeds' call shape): an async
         iterator of text deltas, streamed by a worker thread. Takes the same arguments.
 
@@ -144,15 +161,11 @@ class Provider:
             async for message in FlowGpt.create_async_generator(model=model, messages=messages):
                 print(message, end="")
         """
-        from ._async import AsyncStream
-
         return AsyncStream(cls.create_completion(model, messages, **kwargs))
 
     @classmethod
     async def create_async(cls, model: Optional[str], messages: Messages, **kwargs: Any) -> str:
         """The async form of :meth:`create`: the whole reply text."""
-        from ._async import collect
-
         return await collect(cls.create_async_generator(model, messages, **kwargs))
 
     @classmethod
@@ -166,7 +179,9 @@ class Provider:
         validated, ``options`` limited to :attr:`options`. Raise the library's errors.
         Facts about the reply that are not text (``finish_reason``, ``usage``, ``id``,
         ``created``, ``model``) go into ``call.metadata``; callers see them as
-        ``Stream.metadata``.
+        ``Stream.metadata``. A reply without text is an :class:`EmptyResponseError`
+        unless the generator recorded a ``finish_reason`` (an explicit, empty finish).
+        The generator may be started again (a retry) until it yields its first delta.
         """
         raise NotImplementedError
         yield  # pragma: no cover  (makes this a generator function)

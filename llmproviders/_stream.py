@@ -15,12 +15,9 @@ Example usage::
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Type
+from typing import Any, Callable, Dict, Iterator, List, Optional, Type
 
 from ._exceptions import StreamError
-
-if TYPE_CHECKING:
-    from ._http import Call
 
 __all__ = ["Stream"]
 
@@ -38,7 +35,7 @@ class Stream(Iterator[str]):
         *,
         provider: str,
         model: str,
-        call: Optional["Call"] = None,
+        abort: Optional[Callable[[], None]] = None,
         metadata: Optional[Dict[str, Any]] = None,
     ) -> None:
         self.provider = provider
@@ -50,7 +47,7 @@ class Stream(Iterator[str]):
         self._deltas = deltas
         self._next = deltas.__next__
         self._parts: List[str] = []
-        self._call = call
+        self._abort = abort
         self._closed = False
 
     @property
@@ -73,7 +70,9 @@ class Stream(Iterator[str]):
             raise
         except StreamError as exc:
             self._closed = True
-            exc.partial = self.text + exc.partial
+            if not getattr(exc, "_partial_set", False):  # the innermost stream knows it all
+                exc.partial = self.text + exc.partial
+                exc._partial_set = True  # type: ignore[attr-defined]
             raise
         except BaseException:
             self._closed = True
@@ -89,8 +88,8 @@ class Stream(Iterator[str]):
     def abort(self) -> None:
         """From another thread: wake a read blocked on the socket so the stream ends
         promptly (with :class:`StreamInterruptedError` in the reading thread)."""
-        if self._call is not None:
-            self._call.abort()
+        if self._abort is not None:
+            self._abort()
 
     def __enter__(self) -> "Stream":
         return self

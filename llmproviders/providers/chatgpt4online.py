@@ -63,6 +63,7 @@ class Chatgpt4Online(Provider):
                         yield piece
                 elif kind == "end":
                     rest = _reconcile(name, "".join(streamed), _final_reply(name, event.get("data")))
+                    call.metadata["finish_reason"] = "stop"
                     if rest:
                         yield rest
                     return

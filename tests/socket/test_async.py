@@ -159,7 +159,7 @@ def test_errors_keep_their_type_and_partial(provider, model, path, emulator):
     received = []
 
     async def main():
-        async for delta in provider.create_async_generator(model, MESSAGES, base_url=emulator.base_url, timeout=5):
+        async for delta in provider.create_async_generator(model, MESSAGES, base_url=emulator.base_url, timeout=5, max_retries=0):
             received.append(delta)
 
     with pytest.raises(StreamInterruptedError) as info:

@@ -28,7 +28,9 @@ TIMEOUT = (5, 5)
 
 
 def start(provider, model, emulator, **kwargs):
+    """One attempt (these tests are about a single stream; retries: test_faults.py)."""
     kwargs.setdefault("timeout", TIMEOUT)
+    kwargs.setdefault("max_retries", 0)
     return provider.create_completion(model, MESSAGES, base_url=emulator.base_url, **kwargs)
 
 
@@ -195,7 +197,7 @@ def test_chatgpt4online_protocol_faults(emulator):
 
     emulator.plan(path=submit, pieces=["Hel"], omit_trailer=True)
     with pytest.raises(StreamInterruptedError, match="'end' event"):
-        Chatgpt4Online.create(None, MESSAGES, base_url=emulator.base_url, timeout=TIMEOUT)
+        Chatgpt4Online.create(None, MESSAGES, base_url=emulator.base_url, timeout=TIMEOUT, max_retries=0)
 
 
 def test_ylokh_protocol_modes(emulator):
@@ -210,7 +212,7 @@ def test_ylokh_protocol_modes(emulator):
     assert info.value.partial == PIECES[0]
     emulator.plan(path=YLOKH_PATH, omit_trailer=True)
     with pytest.raises(StreamInterruptedError):
-        Ylokh.create(None, MESSAGES, base_url=emulator.base_url, timeout=TIMEOUT)
+        Ylokh.create(None, MESSAGES, base_url=emulator.base_url, timeout=TIMEOUT, max_retries=0)
 
 
 def test_flowgpt_trailing_done_is_optional(emulator):
