@@ -44,7 +44,7 @@ from ._messages import Messages, format_prompt
 from ._provider import Provider, get_provider, list_providers, register_provider
 from ._retry import RetryPolicy
 from ._stream import Stream
-from .providers import Chatgpt4Online, FlowGpt, GPROChat, Ylokh
+from .providers import Chatgpt4Online, FlowGpt, GPROChat, OpenAICompatible, Ylokh
 
 __all__ = [
     "__version__",
@@ -54,6 +54,7 @@ __all__ = [
     "GPROChat",
     "Chatgpt4Online",
     "Ylokh",
+    "OpenAICompatible",
     "ChatCompletion",
     "RetryProvider",
     "RetryPolicy",
