@@ -30,7 +30,7 @@ import collections
 import itertools
 import threading
 from types import TracebackType
-from typing import AsyncIterator, Deque, Optional, Type
+from typing import AsyncIterator, Deque, List, Optional, Set, Type
 
 from ._stream import Stream
 
@@ -50,6 +50,7 @@ class _Limiter:
         self.running = 0
         self._lock = threading.Lock()
         self._waiters: Deque["asyncio.Future[None]"] = collections.deque()
+        self._granted: Set["asyncio.Future[None]"] = set()  # handed a slot, not yet resumed
 
     async def acquire(self) -> None:
         loop = asyncio.get_running_loop()
@@ -65,16 +66,21 @@ class _Limiter:
             with self._lock:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
-                    raise
-            # The slot was handed over just as we were cancelled: pass it on.
-            self.release()
+                granted = waiter in self._granted
+                self._granted.discard(waiter)
+            if granted:  # the slot was handed over just as we were cancelled: pass it on
+                self.release()
             raise
+        with self._lock:
+            self._granted.discard(waiter)
 
     def release(self) -> None:
+        """Give the slot to the next waiter that can still take it, or free it."""
         with self._lock:
             while self._waiters:
                 waiter = self._waiters.popleft()
                 if _wake(waiter):
+                    self._granted.add(waiter)
                     return  # the slot goes to the waiter; running stays the same
             self.running -= 1
 
@@ -83,11 +89,14 @@ class _Limiter:
             self.limit = limit
             grant = []
             while self._waiters and self.running < self.limit:
-                grant.append(self._waiters.popleft())
+                waiter = self._waiters.popleft()
                 self.running += 1
-        for waiter in grant:
-            if not _wake(waiter):
-                self.release()
+                if _wake(waiter):
+                    self._granted.add(waiter)
+                else:
+                    grant.append(waiter)
+        for _ in grant:  # those waiters were gone already: give their slots back
+            self.release()
 
 
 def _wake(future: "asyncio.Future[None]") -> bool:
@@ -128,7 +137,7 @@ class _Worker:
         self.stream = stream
         self.buffer: Deque[str] = collections.deque()
         self.lock = threading.Condition(threading.Lock())
-        self.waiter: Optional["asyncio.Future[None]"] = None
+        self.waiters: List["asyncio.Future[None]"] = []  # consumers parked until something happens
         self.finished = False
         self.stopping = False
         self.error: Optional[BaseException] = None
@@ -148,23 +157,30 @@ class _Worker:
                     if self.stopping:
                         break
                     buffer.append(delta)
-                    waiter = self.waiter
-                    self.waiter = None
-                if waiter is not None:
+                    waiters, self.waiters = self.waiters, []
+                for waiter in waiters:
                     _wake(waiter)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             with lock:
                 if not self.stopping:
                     self.error = exc
         finally:
-            self.stream.close()  # in this thread: the generator is not running here now
-            with lock:
-                self.finished = True
-                waiter = self.waiter
-                self.waiter = None
-            if waiter is not None:
-                _wake(waiter)
-            _limiter.release()
+            try:
+                self.stream.close()  # in this thread: the generator is not running here now
+            finally:
+                with lock:
+                    self.finished = True
+                    waiters, self.waiters = self.waiters, []
+                for waiter in waiters:
+                    _wake(waiter)
+                _limiter.release()
+
+    def park(self) -> "asyncio.Future[None]":
+        """A future the worker resolves at its next delta or when it finishes.
+        Call with ``lock`` held, after checking there is nothing to take."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        return waiter
 
     def stop(self) -> None:
         """Ask the worker to stop now, from any thread; wakes a blocked read."""
@@ -202,12 +218,15 @@ class AsyncStream(AsyncIterator[str]):
         return self
 
     async def __anext__(self) -> str:
+        if self._closed:
+            raise StopAsyncIteration
         worker = self._worker
         if not self._started:
-            if self._closed:
+            await _limiter.acquire()  # cancelled here: nothing has started, nothing to stop
+            if self._closed:  # closed while we waited for the slot
+                _limiter.release()
                 raise StopAsyncIteration
             self._started = True
-            await _limiter.acquire()
             worker.start()
         while True:
             with worker.lock:
@@ -221,12 +240,14 @@ class AsyncStream(AsyncIterator[str]):
                     if error is not None:
                         raise error
                     raise StopAsyncIteration
-                waiter = worker.waiter = asyncio.get_running_loop().create_future()
+                waiter = worker.park()
             try:
                 await waiter
             except BaseException:  # cancelled or timed out: the consumer is gone
                 worker.stop()
                 raise
+            if self._closed:  # aclose() ran while we waited
+                raise StopAsyncIteration
 
     async def aclose(self) -> None:
         """Stop the stream, close its HTTP response and wait for its worker thread."""
@@ -236,12 +257,12 @@ class AsyncStream(AsyncIterator[str]):
             self._stream.close()
             return
         worker.stop()
-        loop = asyncio.get_running_loop()
         while True:  # the worker wakes us when it has closed the stream
             with worker.lock:
+                worker.buffer.clear()
                 if worker.finished:
                     break
-                waiter = worker.waiter = loop.create_future()
+                waiter = worker.park()
             await waiter
 
     async def __aenter__(self) -> "AsyncStream":

@@ -22,6 +22,7 @@ import json
 import logging
 import re
 import secrets
+import socket
 import string
 import threading
 import time
@@ -31,6 +32,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import requests.adapters
+import urllib3
+import urllib3.connection
 import urllib3.exceptions
 
 from ._exceptions import (
@@ -96,11 +99,64 @@ def close_sessions() -> None:
         session.close()
 
 
+_waiting = threading.local()  # .call: the Call whose request this thread is sending
+
+
+class _AbortableWait:
+    """Connection mixin: while waiting for response headers, the socket is known to
+    the call being sent (and only then), so :meth:`Call.abort` can wake the wait."""
+
+    sock: Any
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        call: Optional[Call] = getattr(_waiting, "call", None)
+        if call is not None:
+            call._waiting_sock = self.sock
+            if call.aborted:  # aborted between the check in open() and here
+                _shutdown(self.sock)
+        try:
+            return super().getresponse(*args, **kwargs)  # type: ignore[misc]
+        finally:
+            if call is not None:
+                call._waiting_sock = None
+
+
+class _HTTPConnection(_AbortableWait, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_AbortableWait, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(requests.adapters.HTTPAdapter):
+    """requests' adapter with connections whose wait for headers can be aborted."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+def _shutdown(sock: Any) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError):
+        pass  # already closed or never connected
+
+
 def _new_session() -> requests.Session:
     session = requests.Session()
     # Cookies go with the call that needs them (see Call.send), never into shared state.
     session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=POOL_MAXSIZE)
+    adapter = _Adapter(pool_connections=8, pool_maxsize=POOL_MAXSIZE)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -201,6 +257,7 @@ class Call:
         self.timeout = resolve_timeout(timeout, default_timeout)
         self._session = session_for(owner)
         self._response: Optional[requests.Response] = None
+        self._waiting_sock: Any = None  # the socket of a request waiting for its headers
         #: What the protocol reports besides text (finish_reason, usage, id, ...).
         self.metadata: Dict[str, Any] = {}
 
@@ -242,9 +299,13 @@ class Call:
         (bot protection, a proxy's error page) raises :class:`CloudflareError` or
         :class:`ProtocolError`. The response is closed when the block exits.
         """
+        if self.aborted:
+            raise self._aborted_error()
         response = self._send(method, url, headers=headers, json_body=json_body, data=data, cookies=cookies)
         self._response = response
         try:
+            if self.aborted:  # aborted just as the headers came in
+                raise self._aborted_error()
             self._check(response)
             yield response
         finally:
@@ -306,7 +367,10 @@ class Call:
                 provider=self.provider,
             ) from exc
         if self.aborted:
-            raise StreamInterruptedError(f"{self.provider}: the stream was aborted", provider=self.provider)
+            raise self._aborted_error()
+
+    def _aborted_error(self) -> StreamInterruptedError:
+        return StreamInterruptedError(f"{self.provider}: the call was aborted", provider=self.provider)
 
     def _iter_bytes_until_deadline(self, response: requests.Response) -> Iterator[bytes]:
         """Like the plain read loop, but no read may outlast the deadline: the socket's
@@ -345,6 +409,9 @@ class Call:
         It also cuts a retry's backoff short.
         """
         self._aborted.set()
+        waiting = self._waiting_sock
+        if waiting is not None:
+            _shutdown(waiting)
         response = self._response
         if response is None:
             return
@@ -367,6 +434,7 @@ class Call:
             if left <= 0:
                 raise self._deadline_error(started=False)
             timeout = (min(timeout[0], left), min(timeout[1], left))
+        _waiting.call = self
         try:
             response = self._session.request(
                 method,
@@ -380,44 +448,12 @@ class Call:
                 stream=True,
                 verify=True,
             )
-        except requests.exceptions.Timeout as exc:
-            if self._past_deadline():
-                raise self._deadline_error(started=False) from exc
-            if isinstance(exc, requests.exceptions.ReadTimeout):
-                raise RequestTimeoutError(
-                    f"{self.provider}: {_host(url)} sent no response within "
-                    f"{self.timeout[1]:g} s (read timeout)",
-                    provider=self.provider,
-                    url=safe_url,
-                ) from exc
-            raise RequestTimeoutError(
-                f"{self.provider}: could not connect to {_host(url)} within "
-                f"{self.timeout[0]:g} s (connect timeout)",
-                provider=self.provider,
-                url=safe_url,
-            ) from exc
-        except requests.exceptions.InvalidSchema as exc:
-            if "SOCKS" in str(exc):
-                raise InvalidArgumentError(
-                    "SOCKS proxies need PySocks: pip install 'llmproviders[socks]'"
-                ) from exc
-            raise InvalidArgumentError(f"{self.provider}: unsupported URL scheme in {safe_url}") from exc
-        except requests.exceptions.ProxyError as exc:
-            raise TransportError(
-                f"{self.provider}: the proxy failed ({_reason(exc)})", provider=self.provider, url=safe_url
-            ) from exc
-        except requests.exceptions.SSLError as exc:
-            raise TransportError(
-                f"{self.provider}: TLS with {_host(url)} failed ({_reason(exc)})",
-                provider=self.provider,
-                url=safe_url,
-            ) from exc
         except requests.exceptions.RequestException as exc:
-            raise TransportError(
-                f"{self.provider}: could not reach {_host(url)} ({_reason(exc)})",
-                provider=self.provider,
-                url=safe_url,
-            ) from exc
+            if self.aborted:
+                raise self._aborted_error() from exc
+            raise self._translate(exc, url, safe_url) from exc
+        finally:
+            _waiting.call = None
         log.debug(
             "%s: %s %s %s in %.0f ms",
             self.provider,
@@ -427,6 +463,30 @@ class Call:
             (time.monotonic() - started) * 1000,
         )
         return response
+
+    def _translate(self, exc: requests.exceptions.RequestException, url: str, safe_url: str) -> LLMProvidersError:
+        """The library's error for a request that got no response."""
+        where = dict(provider=self.provider, url=safe_url)
+        host = _host(url)
+        if isinstance(exc, requests.exceptions.Timeout):
+            if self._past_deadline():
+                return self._deadline_error(started=False)
+            if isinstance(exc, requests.exceptions.ReadTimeout):
+                return RequestTimeoutError(
+                    f"{self.provider}: {host} sent no response within {self.timeout[1]:g} s (read timeout)", **where
+                )
+            return RequestTimeoutError(
+                f"{self.provider}: could not connect to {host} within {self.timeout[0]:g} s (connect timeout)", **where
+            )
+        if isinstance(exc, requests.exceptions.InvalidSchema):
+            if "SOCKS" in str(exc):
+                return InvalidArgumentError("SOCKS proxies need PySocks: pip install 'llmproviders[socks]'")
+            return InvalidArgumentError(f"{self.provider}: unsupported URL scheme in {safe_url}")
+        if isinstance(exc, requests.exceptions.ProxyError):
+            return TransportError(f"{self.provider}: the proxy failed ({_reason(exc)})", **where)
+        if isinstance(exc, requests.exceptions.SSLError):
+            return TransportError(f"{self.provider}: TLS with {host} failed ({_reason(exc)})", **where)
+        return TransportError(f"{self.provider}: could not reach {host} ({_reason(exc)})", **where)
 
     def _check(self, response: requests.Response) -> None:
         status = response.status_code

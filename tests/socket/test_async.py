@@ -280,3 +280,87 @@ def test_slow_consumer_applies_back_pressure(emulator):
     rest = asyncio.run(main())
     assert len(rest) >= BUFFER_SIZE * 3 - 1 - 10  # deltas may coalesce on the wire, never get lost
     assert plan.wait() == "complete"
+
+
+def test_cancelled_while_waiting_for_a_slot_does_not_hang(emulator):
+    """Review H1: a stream cancelled while queued for the limiter must close at once."""
+    plan = emulator.plan(path="/v1/chat/completions", pieces=["a", "b"], step=True)
+
+    async def main():
+        holder = Ylokh.create_async_generator(None, MESSAGES, base_url=emulator.base_url, timeout=5)
+        await holder.__anext__()  # holds the only slot; the server holds the rest
+        started = time.monotonic()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(Ylokh.create_async(None, MESSAGES, base_url=emulator.base_url), 0.3)
+        waited = time.monotonic() - started
+        await holder.aclose()
+        return waited
+
+    llmproviders.set_async_limit(1)
+    try:
+        waited = asyncio.run(asyncio.wait_for(main(), 10))
+    finally:
+        llmproviders.set_async_limit(64)
+    assert waited < 1.0
+    plan.advance(10)
+    assert wait_for_no_workers() == []
+
+
+def test_aclose_from_another_task_wakes_a_pending_anext(emulator):
+    """Review H2: one task waits in __anext__, another closes the stream."""
+    emulator.plan(path="/v1/chat/completions", pieces=["a", "b"], step=True)
+
+    async def main():
+        stream = Ylokh.create_async_generator(None, MESSAGES, base_url=emulator.base_url, timeout=5)
+        assert await stream.__anext__() == "a"
+        pending = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.1)
+        await stream.aclose()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(pending, 2)
+        with pytest.raises(StopAsyncIteration):  # review M11: closed means closed
+            await stream.__anext__()
+
+    asyncio.run(main())
+    assert wait_for_no_workers() == []
+
+
+def test_limiter_never_releases_a_slot_twice():
+    """Review H3: a waiter cancelled just before the slot is released to it."""
+    from llmproviders._async import _Limiter
+
+    async def main():
+        limiter = _Limiter(1)
+        await limiter.acquire()
+        waiting = asyncio.ensure_future(limiter.acquire())
+        await asyncio.sleep(0)
+        waiting.cancel()  # its future is done now, its except clause has not run yet
+        limiter.release()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert limiter.running == 0
+        await limiter.acquire()
+        blocked = asyncio.ensure_future(limiter.acquire())
+        await asyncio.sleep(0.01)
+        assert not blocked.done() and limiter.running == 1  # the cap still holds
+        limiter.release()
+        await asyncio.wait_for(blocked, 1)
+        assert limiter.running == 1
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("provider, model, path", PROVIDERS)
+def test_cancelling_while_waiting_for_headers_is_prompt(provider, model, path, emulator):
+    """Review H4: the wait for response headers is aborted too, not sat out."""
+    plan = emulator.plan(path=path, delay_headers=4.0)
+
+    async def main():
+        started = time.monotonic()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(provider.create_async(model, MESSAGES, base_url=emulator.base_url, timeout=10), 0.3)
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) < 1.0
+    assert wait_for_no_workers(2.0) == []
+    assert plan.requests  # the request did reach the server, which was still holding it
