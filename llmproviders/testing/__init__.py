@@ -8,7 +8,10 @@ serves every provider:
 - GPROChat: ``POST /api/generate`` (signed body; raw UTF-8 text)
 - Chatgpt4Online: ``POST /wp-json/mwai/v1/start_session``, then
   ``POST /wp-json/mwai-ui/v1/chats/submit`` (nonce; SSE ``live``/``end`` events)
-- Ylokh: ``POST /v1/chat/completions`` (OpenAI chat completions, streamed or not)
+- Ylokh and any OpenAI client: ``POST /v1/chat/completions`` (OpenAI chat
+  completions, streamed or not; ``stream_options.include_usage`` adds a usage chunk)
+  and ``GET /v1/models`` (OpenAI's model list); ``Emulator(api_key=...)`` makes both
+  require ``Authorization: Bearer <api_key>``, as OpenAI does
 
 It checks requests like the real services did (bad signature: 401, bad body:
 400, unknown nonce: 403, unknown path: 404, wrong method: 405) and answers with
@@ -72,6 +75,8 @@ from ._protocols import (
     FLOWGPT_PATH,
     GPROCHAT_PATH,
     GPROCHAT_SECRET,
+    OPENAI_MODELS,
+    OPENAI_MODELS_PATH,
     REPLY_FORMAT,
     YLOKH_PATH,
     pieces_for,
@@ -96,6 +101,8 @@ __all__ = [
     "CHATGPT4ONLINE_SESSION_PATH",
     "CHATGPT4ONLINE_SUBMIT_PATH",
     "YLOKH_PATH",
+    "OPENAI_MODELS_PATH",
+    "OPENAI_MODELS",
     "FRAMINGS",
     "FRAMING_HEADER",
     "OUTCOMES",

@@ -180,9 +180,11 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> Reply:
         if endpoint is None:
             return json_reply(404, {"error": f"no such endpoint: {request.method} {request.path}"})
-        if request.method != "POST":
+        if request.method != endpoint.method:
             return json_reply(
-                405, {"error": f"method not allowed: {request.method} {request.path} (use POST)"}, {"Allow": "POST"}
+                405,
+                {"error": f"method not allowed: {request.method} {request.path} (use {endpoint.method})"},
+                {"Allow": endpoint.method},
             )
         try:
             return endpoint.respond(request, options)
@@ -354,7 +356,9 @@ class Emulator:
     and an external client can ask for a framing with the ``X-Emulator-Framing``
     request header (a plan's ``framing`` still wins). ``step_timeout`` is how long
     step mode waits for :meth:`Plan.advance` before cutting the connection;
-    ``socket_timeout`` bounds every read and write on a connection.
+    ``socket_timeout`` bounds every read and write on a connection. With
+    ``api_key``, the OpenAI endpoints (``/v1/chat/completions``, ``/v1/models``)
+    require ``Authorization: Bearer <api_key>`` and answer 401 otherwise.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
     """
@@ -368,6 +372,7 @@ class Emulator:
         pace: float = 0.0,
         step_timeout: float = 10.0,
         socket_timeout: float = 30.0,
+        api_key: Optional[str] = None,
     ) -> None:
         if framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {FRAMINGS}, not {framing!r}")
@@ -382,7 +387,8 @@ class Emulator:
         self._lock = threading.Lock()
         self._requests: List[RecordedRequest] = []
         self._plans: List[Plan] = []
-        self._endpoints: Dict[str, Endpoint] = make_endpoints()
+        self.api_key = api_key
+        self._endpoints: Dict[str, Endpoint] = make_endpoints(api_key)
         self._stopping = threading.Event()
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
@@ -539,7 +545,7 @@ class Emulator:
 
     def _admit(self, request: RecordedRequest, endpoint: Optional[Endpoint]) -> Optional[Plan]:
         """Record ``request``; claim and return the first pending plan for it."""
-        main = endpoint is not None and endpoint.main and request.method == "POST"
+        main = endpoint is not None and endpoint.main and request.method == endpoint.method
         with self._lock:
             self._requests.append(request)
             for plan in self._plans:
@@ -562,8 +568,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, file: Optional[TextIO] =
     try:
         emulator.start()
         print(f"llmproviders emulator serving on {emulator.base_url} (Ctrl+C to stop)", file=out)
-        for provider, path in ENDPOINTS:
-            print(f"  {provider:<25} POST {emulator.url(path)}", file=out)
+        for name, method, path in ENDPOINTS:
+            print(f"  {name:<25} {method:<4} {emulator.url(path)}", file=out)
         out.flush()
         while True:
             time.sleep(0.2)

@@ -32,6 +32,11 @@ GPROCHAT_PATH = "/api/generate"
 CHATGPT4ONLINE_SESSION_PATH = "/wp-json/mwai/v1/start_session"
 CHATGPT4ONLINE_SUBMIT_PATH = "/wp-json/mwai-ui/v1/chats/submit"
 YLOKH_PATH = "/v1/chat/completions"
+OPENAI_MODELS_PATH = "/v1/models"
+
+OPENAI_MODELS = ("gpt-3.5-turbo", "gpt-4", "gpt-4o-mini")
+"""The model ids ``GET /v1/models`` lists (chat completions accept any model name)."""
+_MODELS_CREATED = 1_700_000_000
 
 FLOWGPT_MODELS = (
     "gpt-3.5-turbo",
@@ -297,10 +302,11 @@ class Endpoint:
     """One upstream endpoint. Subclasses implement :meth:`respond`.
 
     ``main`` endpoints (the four chat endpoints) are the ones a plan without a
-    ``path`` applies to.
+    ``path`` applies to. ``method`` is the one HTTP method the endpoint answers.
     """
 
     path: str = ""
+    method: str = "POST"
     main: bool = True
 
     def respond(self, request: RecordedRequest, options: Mapping[str, Any]) -> Reply:
@@ -545,16 +551,63 @@ class Chatgpt4Online(StreamingEndpoint):
         return [_sse({"type": "end", "data": dumps(end)})]
 
 
+def check_bearer(request: RecordedRequest, api_key: Optional[str]) -> None:
+    """With ``api_key`` set, require ``Authorization: Bearer <api_key>`` (401 otherwise,
+    in OpenAI's error shape)."""
+    if api_key is not None and request.headers.get("authorization", "") != f"Bearer {api_key}":
+        error = {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}
+        raise Rejection(json_reply(401, {"error": error}))
+
+
+def openai_usage(messages: Sequence[Mapping[str, Any]], text: str) -> Dict[str, int]:
+    """Token counts as the emulator reports them: words, prompt and reply."""
+    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+    completion_tokens = len(text.split())
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+class OpenAIModels(Endpoint):
+    """``GET /v1/models``: OpenAI's model list (checks the key like the chat endpoint)."""
+
+    path = OPENAI_MODELS_PATH
+    method = "GET"
+    main = False
+
+    def __init__(self, api_key: Optional[str] = None) -> None:
+        self.api_key = api_key
+
+    def respond(self, request: RecordedRequest, options: Mapping[str, Any]) -> Reply:
+        check_bearer(request, self.api_key)
+        models = [
+            {"id": model, "object": "model", "created": _MODELS_CREATED, "owned_by": "llmproviders-emulator"}
+            for model in OPENAI_MODELS
+        ]
+        return json_reply(200, {"object": "list", "data": models})
+
+
 class Ylokh(StreamingEndpoint):
-    """Ylokh: OpenAI chat completions, streamed (SSE chunks, ``[DONE]``) or not."""
+    """Ylokh: OpenAI chat completions, streamed (SSE chunks, ``[DONE]``) or not.
+
+    With ``api_key``, requests must carry ``Authorization: Bearer <api_key>``. With
+    ``"stream_options": {"include_usage": true}`` every chunk has ``"usage": null`` and
+    a last chunk before ``[DONE]`` has no choices and the ``usage``, as OpenAI sends it.
+    """
 
     path = YLOKH_PATH
     content_type = "text/event-stream; charset=utf-8"
+
+    def __init__(self, api_key: Optional[str] = None) -> None:
+        self.api_key = api_key
 
     def error(self, status: int, message: str) -> Fixed:
         return json_reply(status, {"error": {"message": message, "type": "invalid_request_error", "code": None}})
 
     def accept(self, request: RecordedRequest) -> Tuple[str, Dict[str, Any]]:
+        check_bearer(request, self.api_key)
         body = self.json_body(request)
         messages = self.field(body, "messages", list, "a non-empty list of {role, content}")
         if not messages or not all(_is_message(m) for m in messages):
@@ -563,12 +616,16 @@ class Ylokh(StreamingEndpoint):
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             self.reject(400, f"stream must be a bool, got {stream!r:.80}")
+        stream_options = body.get("stream_options")
+        if stream_options is not None and not isinstance(stream_options, dict):
+            self.reject(400, f"stream_options must be an object, got {stream_options!r:.80}")
         context = {
             "id": f"chatcmpl-{secrets.token_hex(12)}",
             "created": int(time.time()),
             "model": model,
             "stream": stream,
             "messages": messages,
+            "include_usage": bool(stream_options and stream_options.get("include_usage")),
         }
         return _question_from_messages(messages), context
 
@@ -583,15 +640,19 @@ class Ylokh(StreamingEndpoint):
         return stream
 
     def _chunk(self, context: Dict[str, Any], delta: Dict[str, Any], finish: Optional[str] = None) -> bytes:
-        return _sse(
-            {
-                "id": context["id"],
-                "object": "chat.completion.chunk",
-                "created": context["created"],
-                "model": context["model"],
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
-        )
+        return self._frame(context, [{"index": 0, "delta": delta, "finish_reason": finish}])
+
+    def _frame(self, context: Dict[str, Any], choices: List[Any], usage: Optional[Dict[str, int]] = None) -> bytes:
+        chunk = {
+            "id": context["id"],
+            "object": "chat.completion.chunk",
+            "created": context["created"],
+            "model": context["model"],
+            "choices": choices,
+        }
+        if context["include_usage"]:
+            chunk["usage"] = usage
+        return _sse(chunk)
 
     def opening(self, context: Dict[str, Any]) -> List[bytes]:
         return [self._chunk(context, {"role": "assistant", "content": ""})]
@@ -600,12 +661,13 @@ class Ylokh(StreamingEndpoint):
         return self._chunk(context, {"content": piece})
 
     def closing(self, text: str, context: Dict[str, Any], options: Mapping[str, Any]) -> List[bytes]:
-        return [self._chunk(context, {}, "stop"), b"data: [DONE]\n\n"]
+        frames = [self._chunk(context, {}, "stop")]
+        if context["include_usage"]:
+            frames.append(self._frame(context, [], openai_usage(context["messages"], text)))
+        return frames + [b"data: [DONE]\n\n"]
 
     def _completion(self, question: str, context: Dict[str, Any], options: Mapping[str, Any]) -> Fixed:
         text, _ = scripted_text(question, options)
-        prompt_tokens = sum(len(m["content"].split()) for m in context["messages"])
-        completion_tokens = len(text.split())
         return json_reply(
             200,
             {
@@ -616,33 +678,32 @@ class Ylokh(StreamingEndpoint):
                 "choices": [
                     {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
                 ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
+                "usage": openai_usage(context["messages"], text),
             },
         )
 
 
-def make_endpoints() -> Dict[str, Endpoint]:
-    """A fresh set of endpoints by path (with their own nonce book)."""
+def make_endpoints(api_key: Optional[str] = None) -> Dict[str, Endpoint]:
+    """A fresh set of endpoints by path (with their own nonce book); ``api_key``, if
+    set, is required by the OpenAI endpoints."""
     nonces = NonceBook()
     endpoints: List[Endpoint] = [
         FlowGpt(),
         GPROChat(),
         Chatgpt4OnlineSession(nonces),
         Chatgpt4Online(nonces),
-        Ylokh(),
+        Ylokh(api_key),
+        OpenAIModels(api_key),
     ]
     return {endpoint.path: endpoint for endpoint in endpoints}
 
 
 ENDPOINTS = (
-    ("FlowGpt", FLOWGPT_PATH),
-    ("GPROChat", GPROCHAT_PATH),
-    ("Chatgpt4Online (session)", CHATGPT4ONLINE_SESSION_PATH),
-    ("Chatgpt4Online", CHATGPT4ONLINE_SUBMIT_PATH),
-    ("Ylokh", YLOKH_PATH),
+    ("FlowGpt", "POST", FLOWGPT_PATH),
+    ("GPROChat", "POST", GPROCHAT_PATH),
+    ("Chatgpt4Online (session)", "POST", CHATGPT4ONLINE_SESSION_PATH),
+    ("Chatgpt4Online", "POST", CHATGPT4ONLINE_SUBMIT_PATH),
+    ("Ylokh, OpenAI-compatible", "POST", YLOKH_PATH),
+    ("OpenAI model list", "GET", OPENAI_MODELS_PATH),
 )
-"""(provider, path) of every endpoint, in the order ``serve()`` prints them."""
+"""(name, method, path) of every endpoint, in the order ``serve()`` prints them."""
