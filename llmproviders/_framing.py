@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import codecs
 import json
-from typing import Any, Iterable, Iterator, List
+from typing import Any, Iterable, Iterator, List, Optional
 
 from sseclient import SSEClient
 
@@ -28,13 +28,15 @@ from ._http import excerpt
 __all__ = ["iter_ndjson", "iter_text", "iter_sse", "loads_frame", "MAX_FRAME"]
 
 MAX_FRAME = 8 * 1024 * 1024  # bytes in one line or event
+MAX_EVENT_LINES = 10_000  # lines in one SSE event
+_BOM = b"\xef\xbb\xbf"
 
 
 def loads_frame(frame: Any, *, provider: str) -> Any:
     """Decode one frame's JSON, or raise :class:`ProtocolError` showing the frame."""
     try:
         return json.loads(frame)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, absurd nesting
         shown = excerpt(frame)
         raise ProtocolError(
             f"{provider}: malformed frame from upstream (not JSON): {shown!r}",
@@ -85,7 +87,7 @@ def iter_ndjson(chunks: Iterable[bytes], *, provider: str, max_frame: int = MAX_
     if tail:
         try:
             value = json.loads(tail)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise StreamInterruptedError(
                 f"{provider}: the body ended in the middle of a line: {excerpt(tail)!r}",
                 provider=provider,
@@ -95,7 +97,7 @@ def iter_ndjson(chunks: Iterable[bytes], *, provider: str, max_frame: int = MAX_
 
 def iter_text(chunks: Iterable[bytes], *, provider: str) -> Iterator[str]:
     """Yield UTF-8 text as it arrives; a character split across chunks comes out whole."""
-    decode = codecs.getincrementaldecoder("utf-8")("strict").decode
+    decode = codecs.getincrementaldecoder("utf-8-sig")("strict").decode  # drops a leading BOM
     try:
         for chunk in chunks:
             text = decode(chunk)
@@ -103,7 +105,7 @@ def iter_text(chunks: Iterable[bytes], *, provider: str) -> Iterator[str]:
                 yield text
     except UnicodeDecodeError as exc:
         # Text that arrived before the bad bytes (in the same read) is still delivered.
-        valid = exc.object[: exc.start].decode("utf-8")
+        valid = exc.object[: exc.start].decode("utf-8-sig")
         if valid:
             yield valid
         bad = exc.object[exc.start : exc.end]
@@ -142,25 +144,33 @@ def iter_sse(chunks: Iterable[bytes], *, provider: str, max_frame: int = MAX_FRA
 def _normalized(chunks: Iterable[bytes], *, provider: str, max_frame: int) -> Iterator[bytes]:
     """Pass chunks on with CRLF and CR turned into LF, watching event boundaries.
 
-    A trailing CR is held until the next chunk shows whether an LF follows it.
+    A CR at the end of a chunk becomes LF at once (an event ending there is not held
+    back); an LF that starts the next chunk is then dropped as its pair. A leading
+    byte order mark is removed (sseclient-py would read ``\ufeffdata`` as a field).
     """
     tracker = _EventTracker(provider, max_frame)
-    held_cr = False
+    after_cr = False  # the last chunk ended with CR: an LF starting this one belongs to it
+    start: Optional[bytes] = b""  # the first bytes, until we know whether they are a BOM
     for chunk in chunks:
-        if held_cr:
-            chunk = b"\r" + chunk
-            held_cr = False
+        if start is not None:
+            start += chunk
+            if len(start) < 3 and _BOM.startswith(start):
+                continue
+            chunk = start[3:] if start.startswith(_BOM) else start
+            start = None
+        if after_cr and chunk[:1] == b"\n":
+            chunk = chunk[1:]
         if b"\r" in chunk:
-            if chunk.endswith(b"\r"):
-                chunk = chunk[:-1]
-                held_cr = True
+            after_cr = chunk.endswith(b"\r")
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        else:
+            after_cr = False
         if chunk:
             tracker.feed(chunk)
             yield chunk
-    if held_cr:
-        tracker.feed(b"\n")
-        yield b"\n"
+    if start:
+        tracker.feed(start)
+        yield start
     tracker.finish()
 
 
@@ -173,19 +183,33 @@ class _EventTracker:
         self.max_frame = max_frame
         self.tail: List[bytes] = []  # bytes since the last blank line
         self.size = 0
+        self.lines = 0
         self.ends_with_newline = True  # the start of the body counts as a line start
 
     def feed(self, chunk: bytes) -> None:
+        newlines = chunk.count(b"\n")
+        if self.lines + newlines > MAX_EVENT_LINES:  # rare: look at each event in the chunk
+            segments = chunk.split(b"\n\n")
+            counts = [self.lines + segments[0].count(b"\n")] + [seg.count(b"\n") for seg in segments[1:]]
+            if max(counts) > MAX_EVENT_LINES:  # sseclient-py's buffering is quadratic in lines
+                raise ProtocolError(
+                    f"{self.provider}: one event has more than {MAX_EVENT_LINES} lines; refusing to buffer it",
+                    provider=self.provider,
+                )
         boundary = chunk.rfind(b"\n\n")
         if boundary >= 0:
-            self.tail = [chunk[boundary + 2 :]]
-            self.size = len(chunk) - boundary - 2
+            rest = chunk[boundary + 2 :]
+            self.tail = [rest]
+            self.size = len(rest)
+            self.lines = rest.count(b"\n")
         elif self.ends_with_newline and chunk[0] == 10:  # "\n" + "\n" across two chunks
             self.tail = [chunk[1:]]
             self.size = len(chunk) - 1
+            self.lines = chunk.count(b"\n") - 1
         else:
             self.tail.append(chunk)
             self.size += len(chunk)
+            self.lines += newlines
             if self.size > self.max_frame:
                 raise _too_large(self.provider, "event", self.max_frame)
         self.ends_with_newline = chunk[-1] == 10

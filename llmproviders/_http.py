@@ -15,11 +15,13 @@ close-delimited bodies alike.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import http.client
 import http.cookiejar
 import json
 import logging
+import math
 import re
 import secrets
 import socket
@@ -175,7 +177,7 @@ def resolve_timeout(timeout: TimeoutArg, default: Tuple[float, float]) -> Tuple[
             f"timeout must be seconds or a (connect, read) pair of seconds, not {timeout!r}"
         )
     for value in pair:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e9:
             raise InvalidArgumentError(f"timeout values must be positive numbers, not {timeout!r}")
     return (float(pair[0]), float(pair[1]))
 
@@ -184,19 +186,34 @@ def redact_url(url: str) -> str:
     """``url`` without credentials, query or fragment: safe for messages and logs."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port:
+        host = f"{host}:{port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def check_base_url(base_url: str) -> str:
     """Validate ``base_url`` (``http(s)://host[:port][/prefix]``) and strip a trailing slash."""
-    parts = urlsplit(base_url) if isinstance(base_url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidArgumentError(
-            f"base_url must look like 'http://host:port' or 'https://host/prefix', not {base_url!r}"
-        )
-    return base_url.rstrip("/")
+    problem = "it is not a string"
+    if isinstance(base_url, str):
+        parts = urlsplit(base_url)
+        try:
+            parts.port  # noqa: B018  (raises for a port that is not a number in range)
+        except ValueError:
+            problem = "its port is not a number from 0 to 65535"
+        else:
+            if parts.scheme in ("http", "https") and parts.hostname:
+                return base_url.rstrip("/")
+            problem = "it needs http:// or https:// and a host"
+    raise InvalidArgumentError(
+        f"base_url must look like 'http://host:port' or 'https://host/prefix': {problem}"
+        + (f" ({redact_url(base_url)!r})" if problem.startswith("it needs") else "")
+    )
 
 
 def join_url(base_url: Optional[str], default_url: str) -> str:
@@ -308,6 +325,7 @@ class Call:
                 raise self._aborted_error()
             self._check(response)
             yield response
+            _drain(response)  # the protocol is done (no exception, no early stop)
         finally:
             self._response = None
             response.close()
@@ -324,7 +342,7 @@ class Call:
                 )
         try:
             return json.loads(bytes(body))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ProtocolError(
                 f"{self.provider}: expected a JSON body, got {excerpt(bytes(body))!r}",
                 provider=self.provider,
@@ -454,6 +472,8 @@ class Call:
             raise self._translate(exc, url, safe_url) from exc
         finally:
             _waiting.call = None
+            if self._proxies:
+                _forget_old_proxies(self._session, url)
         log.debug(
             "%s: %s %s %s in %.0f ms",
             self.provider,
@@ -544,6 +564,44 @@ class Call:
             return b""  # the status alone still says what happened
 
 
+MAX_PROXY_POOLS = 8  # per adapter; requests keeps one pool per proxy URL forever
+
+
+def _forget_old_proxies(session: requests.Session, url: str) -> None:
+    """Close the pools of the least recently added proxies beyond ``MAX_PROXY_POOLS``,
+    so rotating through many proxies does not keep a socket open for each."""
+    managers = getattr(session.get_adapter(url), "proxy_manager", None)
+    if not isinstance(managers, dict):
+        return
+    while len(managers) > MAX_PROXY_POOLS:
+        try:
+            oldest = next(iter(managers))
+            manager = managers.pop(oldest)
+        except (StopIteration, KeyError, RuntimeError):  # another thread got there first
+            return
+        manager.clear()
+
+
+def _drain(response: requests.Response, limit: int = 65536, wait: float = 0.05) -> None:
+    """Read what is left of a body whose protocol has ended (after ``[DONE]``, say),
+    waiting at most ``wait`` per read: a body read to its end lets the connection go
+    back to the pool instead of being dropped and reconnected next time."""
+    raw = response.raw
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    if sock is None:  # already released to the pool, or not a real socket
+        return
+    try:
+        sock.settimeout(wait)
+        left = limit
+        while left > 0:
+            chunk = raw.read1(left, decode_content=True)
+            if not chunk:
+                return
+            left -= len(chunk)
+    except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError):
+        pass  # the body does not end soon: close() drops the connection, which is fine
+
+
 def parse_retry_after(value: Optional[str]) -> Optional[float]:
     """``Retry-After`` in seconds (from seconds or an HTTP date), or None."""
     if not value:
@@ -558,8 +616,10 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
             return None
         if when is None:
             return None
+        if when.tzinfo is None:  # "-0000": no zone given; HTTP dates are GMT
+            when = when.replace(tzinfo=datetime.timezone.utc)
         seconds = when.timestamp() - time.time()
-    return max(0.0, seconds) if seconds == seconds else None  # NaN -> None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def excerpt(data: Union[bytes, str], limit: int = 120) -> str:
@@ -576,6 +636,7 @@ _SPACE = re.compile(r"\s+")
 
 def _summarize(text: str, *, html: bool) -> str:
     """The part of an error body worth showing: JSON's message, HTML's title and text."""
+    text = text[:8192]  # enough to describe it; the regexes below stay linear-ish
     if html:
         title = _TITLE.search(text)
         body = _SPACE.sub(" ", _TAG.sub(" ", text)).strip()
@@ -620,9 +681,7 @@ def _is_challenge(response: requests.Response, text: str) -> bool:
 
 
 def _host(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or "the server"
-    return f"{host}:{parts.port}" if parts.port else host
+    return urlsplit(redact_url(url)).netloc or "the server"
 
 
 def _reason(exc: BaseException) -> str:

@@ -16,11 +16,12 @@ Example usage::
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, ClassVar, Dict, FrozenSet, Iterator, List, Optional, Tuple, Type, TypeVar
 
 from ._async import AsyncStream, collect
-from ._exceptions import ModelNotSupportedError, ProviderNotFoundError, UnsupportedOptionError
+from ._exceptions import InvalidArgumentError, ModelNotSupportedError, ProviderNotFoundError, UnsupportedOptionError
 from ._http import DEFAULT_TIMEOUT, Call, TimeoutArg
 from ._messages import Messages, validate_messages
 from ._retry import RetryPolicy, resolve_retries, with_retries
@@ -72,6 +73,11 @@ class Provider:
     def get_model(cls, model: Optional[str]) -> str:
         """Resolve ``model``: empty -> the default, an alias -> its target, and an
         unknown name -> :class:`ModelNotSupportedError` listing the valid ones."""
+        if model is not None and not isinstance(model, str):
+            raise ModelNotSupportedError(
+                f"model must be a string (or None for {cls.__name__}'s default), not {type(model).__name__}",
+                provider=cls.__name__,
+            )
         if not model:
             if cls.default_model is None:
                 raise ModelNotSupportedError(f"{cls.__name__} has no default model: pass model=...", provider=cls.__name__)
@@ -108,7 +114,8 @@ class Provider:
         Everything is checked before any network I/O: ``messages``, the model and the
         options. The request is sent when iteration starts. ``stream=False`` asks the
         upstream for the whole reply where the protocol has that mode, and in any case
-        yields the reply once. ``base_url`` points the provider at another host (a
+        yields the reply once (so an error's ``partial`` then holds the text received
+        before it, since nothing was yielded yet). ``base_url`` points the provider at another host (a
         mirror, the emulator, a local OpenAI-compatible server), keeping the
         protocol's paths; without it, the class attribute ``base_url`` and then the
         ``LLMPROVIDERS_BASE_URL`` environment variable apply. ``timeout`` is seconds, or ``(connect, read)`` where read is
@@ -131,6 +138,7 @@ class Provider:
             )
         if base_url is None:
             base_url = cls.base_url or os.environ.get(BASE_URL_ENV) or None
+        _check_json_able(cls.__name__, checked, options)
         policy = resolve_retries(max_retries, cls.retry_policy)
         call = Call(
             cls, base_url=base_url, proxy=proxy, timeout=timeout, default_timeout=cls.default_timeout, deadline=deadline
@@ -197,6 +205,14 @@ class Provider:
         """One line describing the provider, as the original framework printed it."""
         flags = [name for name in dir(cls) if name.startswith("supports_") and getattr(cls, name)]
         return f"{cls.__name__}: default_model={cls.default_model!r}, {', '.join(flags)}"
+
+
+def _check_json_able(provider: str, messages: List[Dict[str, Any]], options: Dict[str, Any]) -> None:
+    """Refuse, before any I/O, what could not be sent as JSON (NaN, objects, ...)."""
+    try:
+        json.dumps([messages, options], allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"{provider}: messages and options must be plain JSON values: {exc}") from exc
 
 
 def _whole(deltas: Iterator[str]) -> Iterator[str]:

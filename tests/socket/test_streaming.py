@@ -261,3 +261,20 @@ def test_many_threads_share_each_providers_session(emulator):
         thread.join(20)
     assert not errors
     assert results == {i: reply_for([{"role": "user", "content": f"вопрос {i}"}]) for i in range(40)}
+
+
+@pytest.mark.parametrize("provider, model, path", PROVIDERS)
+def test_connections_are_reused_across_calls(provider, model, path, emulator, caplog):
+    """A body read to its end (also after [DONE]/end, where the protocol stops early)
+    returns its connection to the pool: three calls, one connection."""
+    import logging
+
+    from llmproviders import _http
+
+    _http.close_sessions()
+    caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")
+    for _ in range(3):
+        assert provider.create(model, MESSAGES, base_url=emulator.base_url, timeout=TIMEOUT) == reply_for(MESSAGES)
+    new = [r for r in caplog.records if "Starting new" in r.getMessage()]
+    dropped = [r for r in caplog.records if "Resetting dropped" in r.getMessage()]
+    assert (len(new), len(dropped)) == (1, 0)
