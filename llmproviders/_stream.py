@@ -3,7 +3,10 @@
 A :class:`Stream` is a plain iterator of ``str`` that owns the HTTP response behind
 it: exhausting it, breaking out of a ``with`` block, calling :meth:`Stream.close` or
 letting it be garbage-collected closes the response. Errors raised while iterating
-carry, in ``partial``, every character the stream yielded before them.
+carry, in ``partial``, every character the stream yielded before them. To keep that
+promise for replies of any size without holding them in memory, text beyond
+:data:`SPILL_AFTER` characters is kept in an anonymous temporary file until the
+stream is closed.
 
 Example usage::
 
@@ -15,11 +18,16 @@ Example usage::
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Callable, Dict, Iterator, List, Optional, Type
+import io
+import tempfile
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Type
 
 from ._exceptions import StreamError
 
-__all__ = ["Stream"]
+__all__ = ["Stream", "SPILL_AFTER"]
+
+#: Characters of yielded text kept in memory; older text goes to a temporary file.
+SPILL_AFTER = 1 << 20
 
 
 class Stream(Iterator[str]):
@@ -46,14 +54,23 @@ class Stream(Iterator[str]):
         self.metadata: Dict[str, Any] = metadata if metadata is not None else {}
         self._deltas = deltas
         self._next = deltas.__next__
-        self._parts: List[str] = []
+        self._parts: List[str] = []  # the latest text yielded, up to SPILL_AFTER characters
+        self._held = 0
+        self._spill: Optional[IO[bytes]] = None  # older text, in an anonymous temporary file
         self._abort = abort
         self._closed = False
 
     @property
     def text(self) -> str:
-        """The text yielded so far."""
-        return "".join(self._parts)
+        """The text yielded so far (still there after the stream ended, until close)."""
+        recent = "".join(self._parts)
+        spill = self._spill
+        if spill is None or spill.closed:
+            return recent
+        spill.seek(0)
+        older = spill.read().decode("utf-8", "surrogatepass")
+        spill.seek(0, io.SEEK_END)
+        return older + recent
 
     @property
     def closed(self) -> bool:
@@ -78,12 +95,32 @@ class Stream(Iterator[str]):
             self._closed = True
             raise
         self._parts.append(delta)
+        self._held += len(delta)
+        if self._held > SPILL_AFTER:
+            self._spill_parts()
         return delta
 
+    def _spill_parts(self) -> None:
+        """Move the text held in memory to the temporary file: a reply of any size keeps
+        memory flat, and ``partial`` stays exact."""
+        if self._spill is None:
+            self._spill = tempfile.TemporaryFile()
+        self._spill.write("".join(self._parts).encode("utf-8", "surrogatepass"))
+        self._parts.clear()
+        self._held = 0
+
     def close(self) -> None:
-        """Stop the stream and release its connection. Safe to call more than once."""
+        """Stop the stream and release its connection (and the text it kept). Safe to
+        call more than once."""
         self._closed = True
         self._deltas.close()  # type: ignore[attr-defined]  # a generator
+        if self._spill is not None:
+            self._spill.close()
+
+    def __del__(self) -> None:
+        spill = getattr(self, "_spill", None)
+        if spill is not None:
+            spill.close()
 
     def abort(self) -> None:
         """From another thread: wake a read blocked on the socket so the stream ends

@@ -195,3 +195,33 @@ def test_debug_log_names_the_request_but_not_its_headers(caplog):
     signature = responses.calls[0].request.headers["x-signature"]
     assert signature not in caplog.text and "Bearer" not in caplog.text
     assert all(record.name.startswith("llmproviders") for record in caplog.records)
+
+
+@responses.activate
+def test_partial_is_exact_for_replies_larger_than_what_is_kept_in_memory(monkeypatch):
+    from llmproviders import _stream
+
+    monkeypatch.setattr(_stream, "SPILL_AFTER", 10)
+    pieces = ["Привет ", "мир 👋 ", "x" * 25, "ж" * 7, "end"]
+    responses.post(URL, body=body(*pieces, error=ConnectionResetError(104, "reset")))
+    stream = GPROChat.create_completion(None, MESSAGES_RU, max_retries=0)
+    received = []
+    with pytest.raises(StreamInterruptedError) as info:
+        for delta in stream:
+            received.append(delta)
+    assert stream._spill is not None  # most of it went to the temporary file
+    assert info.value.partial == "".join(received) == "".join(pieces) == stream.text
+    stream.close()
+    assert stream._spill.closed
+
+
+@responses.activate
+def test_text_stays_available_after_the_end_until_close(monkeypatch):
+    from llmproviders import _stream
+
+    monkeypatch.setattr(_stream, "SPILL_AFTER", 4)
+    responses.post(URL, body=body("abc", "defgh", "ij"))
+    stream = GPROChat.create_completion(None, MESSAGES_RU)
+    assert list(stream) == ["abc", "defgh", "ij"] and stream.text == "abcdefghij"
+    del stream
+    gc.collect()  # the temporary file is closed with the stream (ResourceWarning is an error here)
