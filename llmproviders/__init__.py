@@ -17,6 +17,7 @@ import logging
 
 from .__version__ import __version__
 from ._async import AsyncStream, get_async_limit, set_async_limit
+from ._client import Client
 from ._completion import ChatCompletion
 from ._exceptions import (
     AuthenticationError,
@@ -56,6 +57,7 @@ __all__ = [
     "Ylokh",
     "OpenAICompatible",
     "ChatCompletion",
+    "Client",
     "RetryProvider",
     "RetryPolicy",
     "Stream",

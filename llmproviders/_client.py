@@ -1,0 +1,276 @@
+"""An OpenAI-style client over any provider: ``client.chat.completions.create(...)``.
+
+Code written for openai-python's ``OpenAI`` client runs against every provider of
+this package with few changes: the chunks and the completion have openai-python's
+fields (see :mod:`llmproviders.types`). The facade adds no I/O of its own: it calls
+the provider's :meth:`~llmproviders.Provider.create_completion` and dresses its text
+deltas and ``Stream.metadata`` (``id``, ``created``, ``model``, ``finish_reason``,
+``usage``, where the upstream reported them) as chunks.
+
+Example usage::
+
+    from llmproviders import Client, FlowGpt
+
+    client = Client(provider=FlowGpt)
+    for chunk in client.chat.completions.create(model="gpt-3.5-turbo", messages=messages, stream=True):
+        print(chunk.choices[0].delta.content or "", end="", flush=True)
+    completion = client.chat.completions.create(model="gpt-3.5-turbo", messages=messages)
+    print(completion.choices[0].message.content, completion.usage)
+"""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import Any, AsyncIterator, Dict, Iterator, List, Literal, Optional, Type, Union, overload
+
+from ._async import AsyncStream
+from ._completion import resolve_provider
+from ._http import TimeoutArg, random_string
+from ._messages import Messages
+from ._provider import Provider
+from ._stream import Stream
+from .types import (
+    ChatCompletionChunk,
+    ChatCompletionMessage,
+    ChatCompletionObject,
+    ChoiceDelta,
+    Choice,
+    ChunkChoice,
+    CompletionUsage,
+)
+
+__all__ = ["Client", "ChatCompletionStream", "AsyncChatCompletionStream"]
+
+ProviderArg = Union[None, str, Type[Provider]]
+
+
+class Client:
+    """OpenAI-style access to one provider (a class, or a registered name).
+
+    ``base_url``, ``api_key``, ``proxy`` and ``timeout`` apply to every call (``api_key``
+    only to providers that take one, such as :class:`OpenAICompatible`); a call's own
+    keyword arguments win. ``provider=None`` picks, per call, the first provider that
+    lists the model.
+    """
+
+    def __init__(
+        self,
+        provider: ProviderArg = None,
+        *,
+        base_url: Optional[str] = None,
+        api_key: Optional[str] = None,
+        proxy: Optional[str] = None,
+        timeout: TimeoutArg = None,
+    ) -> None:
+        self.provider = provider
+        self.base_url = base_url
+        self.proxy = proxy
+        self.timeout = timeout
+        self._api_key = api_key  # kept out of repr()
+        self.chat = Chat(self)
+
+    def _options(self, options: Dict[str, Any]) -> Dict[str, Any]:
+        defaults = {"base_url": self.base_url, "api_key": self._api_key, "proxy": self.proxy, "timeout": self.timeout}
+        return {**{key: value for key, value in defaults.items() if value is not None}, **options}
+
+    def __repr__(self) -> str:
+        name = self.provider if isinstance(self.provider, str) or self.provider is None else self.provider.__name__
+        return f"<Client provider={name!r} base_url={self.base_url!r}>"
+
+
+class Chat:
+    """``client.chat``: holds :class:`Completions`."""
+
+    def __init__(self, client: Client) -> None:
+        self.completions = Completions(client)
+
+
+class Completions:
+    """``client.chat.completions``: :meth:`create` and :meth:`create_async`."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @overload
+    def create(
+        self, *, messages: Messages, model: Optional[str] = None, stream: Literal[True], **options: Any
+    ) -> "ChatCompletionStream": ...
+
+    @overload
+    def create(
+        self, *, messages: Messages, model: Optional[str] = None, stream: Literal[False] = False, **options: Any
+    ) -> ChatCompletionObject: ...
+
+    @overload
+    def create(
+        self, *, messages: Messages, model: Optional[str] = None, stream: bool = False, **options: Any
+    ) -> Union["ChatCompletionStream", ChatCompletionObject]: ...
+
+    def create(
+        self, *, messages: Messages, model: Optional[str] = None, stream: bool = False, **options: Any
+    ) -> Union["ChatCompletionStream", ChatCompletionObject]:
+        """A completion: with ``stream=True`` a :class:`ChatCompletionStream` of
+        :class:`~llmproviders.types.ChatCompletionChunk`, otherwise a
+        :class:`~llmproviders.types.ChatCompletionObject`. ``model=None`` is the
+        provider's default. ``options`` go to the provider (``temperature``,
+        ``timeout``, ...); everything is checked before any network I/O, and a stream
+        sends its request when iteration starts."""
+        deltas = self._start(model, messages, stream, options)
+        if stream:
+            return ChatCompletionStream(deltas)
+        with deltas:
+            text = "".join(deltas)
+        return _completion(deltas, text)
+
+    async def create_async(
+        self, *, messages: Messages, model: Optional[str] = None, stream: bool = False, **options: Any
+    ) -> Union["AsyncChatCompletionStream", ChatCompletionObject]:
+        """The async form of :meth:`create`: awaited, a completion, or with
+        ``stream=True`` an :class:`AsyncChatCompletionStream` (``async for``)."""
+        deltas = self._start(model, messages, stream, options)
+        if stream:
+            return AsyncChatCompletionStream(deltas)
+        async with AsyncStream(deltas) as pieces:
+            text = "".join([piece async for piece in pieces])
+        return _completion(deltas, text)
+
+    def _start(self, model: Optional[str], messages: Messages, stream: bool, options: Dict[str, Any]) -> Stream:
+        provider = resolve_provider(self._client.provider, model)
+        return provider.create_completion(model, messages, stream=stream, **self._client._options(options))
+
+
+class _Chunks:
+    """Turns one completion's text deltas into chunks: a role chunk before the first
+    content, one chunk per delta, and a final chunk with the finish reason (and usage).
+
+    The role chunk waits for the first delta (or the end), so that the upstream's
+    ``id``, ``created`` and ``model`` are known by then and every chunk carries them.
+    """
+
+    def __init__(self, stream: Stream) -> None:
+        self._stream = stream
+        self._started = time.time()
+        self._head: Optional[Dict[str, Any]] = None
+
+    def on_delta(self, content: str) -> List[ChatCompletionChunk]:
+        chunks = self._open()
+        chunks.append(self._chunk(ChoiceDelta(content=content)))
+        return chunks
+
+    def on_end(self) -> List[ChatCompletionChunk]:
+        chunks = self._open()
+        metadata = self._stream.metadata
+        finish_reason = metadata.get("finish_reason") or "stop"
+        chunks.append(self._chunk(ChoiceDelta(), finish_reason, CompletionUsage.from_dict(metadata.get("usage"))))
+        return chunks
+
+    def _open(self) -> List[ChatCompletionChunk]:
+        if self._head is not None:
+            return []
+        self._head = _head(self._stream, self._started)
+        return [self._chunk(ChoiceDelta(role="assistant", content=""))]
+
+    def _chunk(
+        self, delta: ChoiceDelta, finish_reason: Optional[str] = None, usage: Optional[CompletionUsage] = None
+    ) -> ChatCompletionChunk:
+        assert self._head is not None
+        choice = ChunkChoice(index=0, delta=delta, finish_reason=finish_reason)
+        return ChatCompletionChunk(choices=[choice], usage=usage, **self._head)
+
+
+class ChatCompletionStream(Iterator[ChatCompletionChunk]):
+    """An iterator of :class:`~llmproviders.types.ChatCompletionChunk` over a provider
+    :class:`Stream`; a context manager whose exit (or :meth:`close`) closes the HTTP
+    response. ``stream`` is the provider's stream (``text``, ``metadata``)."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self._chunks = self._run()
+
+    def _run(self) -> Iterator[ChatCompletionChunk]:
+        builder = _Chunks(self.stream)
+        with self.stream:
+            for delta in self.stream:
+                yield from builder.on_delta(delta)
+        yield from builder.on_end()
+
+    def __iter__(self) -> "ChatCompletionStream":
+        return self
+
+    def __next__(self) -> ChatCompletionChunk:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        """Stop and release the connection. Safe to call more than once."""
+        self._chunks.close()  # type: ignore[attr-defined]  # a generator
+        self.stream.close()
+
+    def __enter__(self) -> "ChatCompletionStream":
+        return self
+
+    def __exit__(
+        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
+        self.close()
+
+
+class AsyncChatCompletionStream(AsyncIterator[ChatCompletionChunk]):
+    """The async form of :class:`ChatCompletionStream` (``async for``, ``async with``,
+    ``aclose()``), streamed by a worker thread like :class:`AsyncStream`."""
+
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+        self._deltas = AsyncStream(stream)
+        self._chunks = self._run()
+
+    async def _run(self) -> AsyncIterator[ChatCompletionChunk]:
+        builder = _Chunks(self.stream)
+        async with self._deltas:
+            async for delta in self._deltas:
+                for chunk in builder.on_delta(delta):
+                    yield chunk
+        for chunk in builder.on_end():
+            yield chunk
+
+    def __aiter__(self) -> "AsyncChatCompletionStream":
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        return await self._chunks.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop the stream, close its HTTP response and wait for its worker thread."""
+        await self._chunks.aclose()  # type: ignore[attr-defined]  # an async generator
+        await self._deltas.aclose()
+
+    async def __aenter__(self) -> "AsyncChatCompletionStream":
+        return self
+
+    async def __aexit__(
+        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
+        await self.aclose()
+
+
+def _head(stream: Stream, started: float) -> Dict[str, Any]:
+    """``id``, ``created``, ``model`` and ``system_fingerprint``: the upstream's where
+    it reported them; otherwise a fresh id, the call's time and the resolved model."""
+    metadata = stream.metadata
+    upstream_id = metadata.get("id")
+    created = metadata.get("created")
+    model = metadata.get("model")
+    fingerprint = metadata.get("system_fingerprint")
+    return {
+        "id": upstream_id if isinstance(upstream_id, str) and upstream_id else "chatcmpl-" + random_string(29),
+        "created": created if isinstance(created, int) and not isinstance(created, bool) else int(started),
+        "model": model if isinstance(model, str) and model else stream.model,
+        "system_fingerprint": fingerprint if isinstance(fingerprint, str) else None,
+    }
+
+
+def _completion(stream: Stream, text: str) -> ChatCompletionObject:
+    metadata = stream.metadata
+    choice = Choice(message=ChatCompletionMessage(content=text), finish_reason=metadata.get("finish_reason") or "stop")
+    usage = CompletionUsage.from_dict(metadata.get("usage"))
+    return ChatCompletionObject(choices=[choice], usage=usage, **_head(stream, time.time()))
