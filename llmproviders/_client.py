@@ -25,28 +25,28 @@ from types import TracebackType
 from typing import Any, AsyncIterator, Dict, Iterator, List, Literal, Optional, Type, Union, overload
 
 from ._async import AsyncStream
-from ._completion import resolve_provider
+from ._completion import AnyProvider, resolve_provider
 from ._http import TimeoutArg, random_string
 from ._messages import Messages
-from ._provider import Provider
 from ._stream import Stream
 from .types import (
     ChatCompletionChunk,
     ChatCompletionMessage,
     ChatCompletionObject,
-    ChoiceDelta,
     Choice,
+    ChoiceDelta,
     ChunkChoice,
     CompletionUsage,
 )
 
 __all__ = ["Client", "ChatCompletionStream", "AsyncChatCompletionStream"]
 
-ProviderArg = Union[None, str, Type[Provider]]
+ProviderArg = Union[None, str, AnyProvider]
 
 
 class Client:
-    """OpenAI-style access to one provider (a class, or a registered name).
+    """OpenAI-style access to one provider (a class, a registered name, or a
+    :class:`RetryProvider`).
 
     ``base_url``, ``api_key``, ``proxy`` and ``timeout`` apply to every call (``api_key``
     only to providers that take one, such as :class:`OpenAICompatible`); a call's own
@@ -75,7 +75,8 @@ class Client:
         return {**{key: value for key, value in defaults.items() if value is not None}, **options}
 
     def __repr__(self) -> str:
-        name = self.provider if isinstance(self.provider, str) or self.provider is None else self.provider.__name__
+        provider = self.provider
+        name = provider if isinstance(provider, str) or provider is None else getattr(provider, "__name__", provider)
         return f"<Client provider={name!r} base_url={self.base_url!r}>"
 
 
