@@ -8,7 +8,7 @@ import openai.types.chat as openai_chat
 import pytest
 
 from llmproviders import Client, FlowGpt, OpenAICompatible, Ylokh
-from llmproviders.testing import YLOKH_PATH, reply_for
+from llmproviders.testing import FLOWGPT_PATH, YLOKH_PATH, reply_for
 
 MESSAGES = [
     {"role": "system", "content": "Be brief."},
@@ -103,3 +103,14 @@ def test_async_stream_against_the_emulator(emulator):
     chunks = asyncio.run(main())
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == reply_for(MESSAGES)
     assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_a_retry_provider_behind_the_facade(emulator):
+    from llmproviders import GPROChat, RetryProvider
+
+    emulator.plan(path=FLOWGPT_PATH, status=401)  # FlowGpt fails (not retried); GPROChat answers
+    client = Client(provider=RetryProvider([FlowGpt, GPROChat]), base_url=emulator.base_url, timeout=TIMEOUT)
+    chunks = list(client.chat.completions.create(messages=MESSAGES, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == reply_for(MESSAGES)
+    assert [r.path for r in emulator.requests][-1] == "/api/generate"
+    assert "RetryProvider" in repr(client)
