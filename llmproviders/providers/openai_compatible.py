@@ -278,7 +278,7 @@ def _read_chunks(name: str, call: Call, response: requests.Response) -> Iterator
 
 def _raise_if_error(name: str, payload: Any) -> None:
     """An ``{"error": ...}`` payload, in a stream or as a body, is a :class:`ResponseError`."""
-    if isinstance(payload, dict) and payload.get("error") is not None:
+    if isinstance(payload, dict) and payload.get("error") not in (None, False, "", {}):
         error = payload["error"]
         message = error.get("message") if isinstance(error, dict) else error
         raise ResponseError(f"{name}: the upstream reported an error: {excerpt(str(message))}", provider=name, error=error)

@@ -132,3 +132,13 @@ def test_rotating_proxies_do_not_keep_a_pool_each():
             GPROChat.create(None, MESSAGES_RU, proxy=f"http://127.0.0.1:{port + 1}", max_retries=0, timeout=2)
     managers = session_for(GPROChat).get_adapter("https://gprochat.com").proxy_manager
     assert len(managers) <= MAX_PROXY_POOLS
+
+
+@pytest.mark.parametrize("error", [None, False, "", {}])
+@responses.activate
+def test_an_empty_or_false_error_field_is_not_an_error(error):
+    import json
+
+    chunk = {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}], "error": error}
+    responses.post(YLOKH, body=f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n", content_type="text/event-stream")
+    assert Ylokh.create(None, MESSAGES_RU) == "ok"
