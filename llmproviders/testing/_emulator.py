@@ -58,6 +58,7 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 256  # many clients at once (the socketserver default is 5)
 
     def __init__(self, address: Tuple[str, int], emulator: Emulator) -> None:
         self.emulator = emulator
