@@ -30,7 +30,7 @@ import collections
 import itertools
 import threading
 from types import TracebackType
-from typing import AsyncIterator, Deque, List, Optional, Set, Type
+from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Set, Type
 
 from ._stream import Stream
 
@@ -213,6 +213,11 @@ class AsyncStream(AsyncIterator[str]):
     @property
     def model(self) -> str:
         return self._stream.model
+
+    @property
+    def metadata(self) -> Dict[str, Any]:
+        """What the upstream reported besides text (see :attr:`Stream.metadata`)."""
+        return self._stream.metadata
 
     def __aiter__(self) -> "AsyncStream":
         return self

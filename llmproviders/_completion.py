@@ -34,7 +34,7 @@ def resolve_provider(provider: Union[None, str, AnyProvider], model: Optional[st
     if provider is not None:
         return provider
     for candidate in list_providers():
-        if model and (model in candidate.get_models() or model in candidate.model_aliases):
+        if model and (model in candidate.models or model in candidate.model_aliases):  # static: no I/O
             return candidate
     names = ", ".join(p.__name__ for p in list_providers())
     raise ProviderNotFoundError(

@@ -136,8 +136,7 @@ class Provider:
                 f"{cls.__name__} does not accept option(s) {', '.join(unknown)}; accepted options: {accepted}",
                 provider=cls.__name__,
             )
-        if base_url is None:
-            base_url = cls.base_url or os.environ.get(BASE_URL_ENV) or None
+        base_url = cls.resolve_base_url(base_url)
         _check_json_able(cls.__name__, checked, options)
         policy = resolve_retries(max_retries, cls.retry_policy)
         call = Call(
@@ -152,6 +151,12 @@ class Provider:
         if not stream and not cls._has_whole_reply_mode():
             deltas = _whole(deltas)
         return Stream(deltas, provider=cls.__name__, model=resolved, abort=call.abort, metadata=call.metadata)
+
+    @classmethod
+    def resolve_base_url(cls, base_url: Optional[str] = None) -> Optional[str]:
+        """The host a call goes to: ``base_url`` if given, else the class attribute
+        :attr:`base_url`, else ``LLMPROVIDERS_BASE_URL``; None means the real service."""
+        return base_url or cls.base_url or os.environ.get(BASE_URL_ENV) or None
 
     @classmethod
     def create(cls, model: Optional[str], messages: Messages, **kwargs: Any) -> str:

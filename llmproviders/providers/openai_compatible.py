@@ -118,7 +118,7 @@ class OpenAICompatible(Provider):
         ``LLMPROVIDERS_BASE_URL``); without one this is the static :attr:`models`
         (empty: any name is accepted), so looking providers up never goes online.
         """
-        target = base_url or cls.base_url or os.environ.get(BASE_URL_ENV) or None
+        target = cls.resolve_base_url(base_url)
         if target is None:
             return list(cls.models)
         _check_credentials(api_key, None)
@@ -166,7 +166,7 @@ class OpenAICompatible(Provider):
     def _api_base(cls, base_url: Optional[str]) -> Optional[str]:
         """The base URL the call will use; :class:`InvalidArgumentError` if there is
         none and the class has no :attr:`api_root` of its own."""
-        target = base_url or cls.base_url or os.environ.get(BASE_URL_ENV) or None
+        target = cls.resolve_base_url(base_url)
         if target is None and cls.api_root is None:
             raise InvalidArgumentError(
                 f"{cls.__name__} needs the server's API root: pass base_url='http://host:port/v1' "

@@ -364,3 +364,13 @@ def test_cancelling_while_waiting_for_headers_is_prompt(provider, model, path, e
     assert asyncio.run(main()) < 1.0
     assert wait_for_no_workers(2.0) == []
     assert plan.requests  # the request did reach the server, which was still holding it
+
+
+def test_async_stream_exposes_metadata(emulator):
+    async def main():
+        stream = Ylokh.create_async_generator(None, MESSAGES, base_url=emulator.base_url)
+        text = "".join([d async for d in stream])
+        return text, stream.metadata
+
+    text, metadata = asyncio.run(main())
+    assert text == reply_for(MESSAGES) and metadata["finish_reason"] == "stop"

@@ -129,3 +129,22 @@ def test_chat_completion_resolves_providers():
 def test_providers_are_not_instantiated():
     with pytest.raises(TypeError, match="class methods"):
         FlowGpt()
+
+
+@responses.activate
+def test_choosing_a_provider_by_model_never_goes_online(monkeypatch):
+    from llmproviders._completion import resolve_provider
+
+    monkeypatch.setenv("LLMPROVIDERS_BASE_URL", "http://127.0.0.1:9")
+    assert resolve_provider(None, "claude-v2") is FlowGpt
+    assert len(responses.calls) == 0  # OpenAICompatible's /models was not asked
+
+
+def test_resolve_base_url_precedence(monkeypatch):
+    monkeypatch.delenv("LLMPROVIDERS_BASE_URL", raising=False)
+    assert FlowGpt.resolve_base_url() is None
+    monkeypatch.setenv("LLMPROVIDERS_BASE_URL", "http://env:1")
+    assert FlowGpt.resolve_base_url() == "http://env:1"
+    monkeypatch.setattr(FlowGpt, "base_url", "http://class:2")
+    assert FlowGpt.resolve_base_url() == "http://class:2"
+    assert FlowGpt.resolve_base_url("http://call:3") == "http://call:3"
