@@ -112,20 +112,21 @@ class Provider:
         """Start a chat completion; return a :class:`Stream` of text deltas.
 
         Everything is checked before any network I/O: ``messages``, the model and the
-        options. The request is sent when iteration starts. ``stream=False`` asks the
-        upstream for the whole reply where the protocol has that mode, and in any case
-        yields the reply once (so an error's ``partial`` then holds the text received
-        before it, since nothing was yielded yet). ``base_url`` points the provider at another host (a
-        mirror, the emulator, a local OpenAI-compatible server), keeping the
-        protocol's paths; without it, the class attribute ``base_url`` and then the
-        ``LLMPROVIDERS_BASE_URL`` environment variable apply. ``timeout`` is seconds, or ``(connect, read)`` where read is
-        the longest silence allowed between two pieces of the body; ``deadline`` caps
-        the whole call in seconds (retries included), however the server paces it.
+        options. The request is sent when iteration starts.
 
-        A call that fails before its first delta (connection error, timeout, 429,
-        5xx, a break, an empty reply) is retried up to ``max_retries`` times
-        (default: :attr:`retry_policy`, 2 retries) with backoff; after the first
-        delta an error is final, so text is never repeated.
+        - ``stream=False`` asks the upstream for the whole reply where the protocol
+          has that mode; either way the reply is yielded once (so an error's
+          ``partial`` holds the text received before it, as nothing was yielded yet).
+        - ``base_url`` points the provider at another host (a mirror, the emulator, a
+          local OpenAI-compatible server), keeping the protocol's paths; see
+          :meth:`resolve_base_url` for what applies without it.
+        - ``timeout`` is seconds, or ``(connect, read)`` where read is the longest
+          silence allowed between two pieces of the body; ``deadline`` caps the whole
+          call in seconds (retries included), however the server paces it.
+        - A call that fails before its first delta (connection error, timeout, 429,
+          5xx, a break, an empty reply) is retried up to ``max_retries`` times
+          (default: :attr:`retry_policy`, 2 retries) with backoff; after the first
+          delta an error is final, so text is never repeated.
         """
         checked = validate_messages(messages)
         resolved = cls.get_model(model)
