@@ -34,7 +34,7 @@ provider name and, for status errors, a short excerpt of the upstream's body.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 __all__ = [
     "LLMProvidersError",
@@ -228,6 +228,6 @@ class RetryProviderError(LLMProvidersError):
     ``errors`` maps each provider's name to its exception, in the order tried.
     """
 
-    def __init__(self, message: str, *, errors: Dict[str, BaseException]) -> None:
+    def __init__(self, message: str, *, errors: Mapping[str, BaseException]) -> None:
         super().__init__(message)
         self.errors = dict(errors)

@@ -45,8 +45,8 @@ class RetryPolicy:
     def backoff(self, retry: int, error: BaseException) -> float:
         """Seconds to wait before retry number ``retry`` (0-based)."""
         if isinstance(error, RateLimitError) and error.retry_after is not None:
-            return min(error.retry_after, self.max_retry_after)
-        delay = min(self.initial_backoff * (2**retry), self.max_backoff)
+            return min(float(error.retry_after), self.max_retry_after)
+        delay = min(self.initial_backoff * 2.0**retry, self.max_backoff)
         return delay * random.uniform(0.75, 1.0)
 
 

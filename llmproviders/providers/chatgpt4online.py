@@ -32,8 +32,8 @@ class Chatgpt4Online(Provider):
     default_model = "gpt-4"
     models = ["gpt-4"]
 
-    @classmethod
-    def _generate(cls, call: Call, model: str, messages: List[Dict[str, Any]], *, stream: bool) -> Iterator[str]:
+    @classmethod  # narrows **options to this provider's own (checked by the base first)
+    def _generate(cls, call: Call, model: str, messages: List[Dict[str, Any]], *, stream: bool) -> Iterator[str]:  # type: ignore[override]
         name = cls.__name__
         headers = browser_headers(cls.url, user_agent=CHROME_126)
         with call.open(call.url(cls.url + SESSION_PATH), headers=headers) as response:

@@ -45,8 +45,8 @@ class FlowGpt(Provider):
     model_aliases = {"gemini": "google-gemini", "gemini-pro": "google-gemini"}
     options = frozenset({"temperature"})
 
-    @classmethod
-    def _generate(
+    @classmethod  # narrows **options to this provider's own (checked by the base first)
+    def _generate(  # type: ignore[override]
         cls, call: Call, model: str, messages: List[Dict[str, Any]], *, stream: bool, temperature: float = 0.7
     ) -> Iterator[str]:
         timestamp = str(int(time.time()))

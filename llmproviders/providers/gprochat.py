@@ -32,8 +32,8 @@ class GPROChat(Provider):
         """Hex SHA-256 of ``"{timestamp}:{message}:{secret}"``, as the site signs requests."""
         return hashlib.sha256(f"{timestamp}:{message}:{SECRET}".encode()).hexdigest()
 
-    @classmethod
-    def _generate(cls, call: Call, model: str, messages: List[Dict[str, Any]], *, stream: bool) -> Iterator[str]:
+    @classmethod  # narrows **options to this provider's own (checked by the base first)
+    def _generate(cls, call: Call, model: str, messages: List[Dict[str, Any]], *, stream: bool) -> Iterator[str]:  # type: ignore[override]
         prompt = format_prompt(messages)
         timestamp = int(time.time() * 1000)
         body = {
