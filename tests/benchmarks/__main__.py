@@ -1,0 +1,5 @@
+"""``python -m tests.benchmarks [workload ...]``: see ``run.py``."""
+
+from .run import main
+
+main()

@@ -1,0 +1,86 @@
+"""Workload 1, throughput: 100,000 deltas in one stream, per wire format.
+
+The server (its own process) writes a precomputed chunked body with ``sendall``, about
+64 KiB per write. NDJSON and SSE: 100 frames per HTTP chunk (3-20 KB): throughput, not
+latency, is measured here. Raw text has no frames, so a delta is an HTTP chunk: 100,000
+chunks of 6 characters. Every contender must receive every character, or the run fails.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Dict, List
+
+from .clients import consume, label
+from .harness import Check, Section, interleaved, median, ratio, table
+
+N = 100_000
+SIZE = 6  # characters per delta
+ROUNDS = 7
+PER_CHUNK = {"ndjson": 100, "text": 1, "openai": 100, "mwai": 100}
+PEERS = ["httpx", "aiohttp"]
+#: (kind, title, contenders, target ratio to the floor for our provider)
+WORKLOADS = [
+    ("ndjson", "NDJSON (FlowGpt)", ["floor", "ours", *PEERS], 1.10),
+    ("text", "Raw text (GPROChat)", ["floor", "ours", *PEERS], 1.10),
+    ("openai", "SSE, OpenAI chunks (Ylokh)", ["floor", "sseclient-py", "ours", "openai-python", *PEERS], 1.25),
+    ("mwai", "SSE, AI Engine events (Chatgpt4Online)", ["floor", "sseclient-py", "ours"], 1.25),
+]
+OPENAI_SPEEDUP = 5.0  # ours must be at least this much faster than openai-python
+
+
+def spec(kind: str, n: int) -> str:
+    return f"kind={kind},n={n},per={PER_CHUNK[kind]},size={SIZE}"
+
+
+def read_all(name: str, base: str, kind: str, expected: int) -> float:
+    """Seconds to read the whole reply; checks that every character arrived."""
+    received = 0
+
+    def on_delta(delta: str) -> None:
+        nonlocal received
+        received += len(delta)
+
+    gc.collect()
+    started = time.perf_counter()
+    consume(name, base, kind, on_delta)
+    elapsed = time.perf_counter() - started
+    if received != expected:
+        raise AssertionError(f"{name} on {kind}: received {received} characters, expected {expected}")
+    return elapsed
+
+
+def run(root: str, rounds: int = ROUNDS) -> Section:
+    parts: List[str] = [
+        f"{N:,} deltas of {SIZE} characters per stream; medians of {rounds} interleaved rounds; "
+        "ratio vs floor = median over the rounds of the contender's time / the floor's time in the same "
+        "round. Chunking: NDJSON and SSE 100 frames "
+        "per HTTP chunk, raw text one delta per HTTP chunk; chunks written about 64 KiB per `sendall`."
+    ]
+    checks: List[Check] = []
+    ratios: Dict[str, Dict[str, float]] = {}
+    for kind, title, names, target in WORKLOADS:
+        base = f"{root}/s/{spec(kind, N)}"
+        for name in names:  # warm-up: imports, connections, lazy initialisation
+            read_all(name, f"{root}/s/{spec(kind, 1000)}", kind, 1000 * SIZE)
+        samples = interleaved(names, lambda name: read_all(name, base, kind, N * SIZE), rounds)
+        relative = {name: ratio(samples[name], samples["floor"]) for name in names}
+        ratios[title] = {label(name, kind): relative[name] for name in names}
+        rows = []
+        for name in names:
+            value, spread = median(samples[name]), f"{min(samples[name]):.3f}-{max(samples[name]):.3f}"
+            rows.append([label(name, kind), f"{value:.3f}", spread, f"{value / N * 1e6:.2f}", f"{relative[name]:.2f}"])
+        headers = ["contender", "median s", "(min-max)", "µs per delta", "ratio vs floor"]
+        parts.append(f"**{title}**\n\n" + table(headers, rows))
+        print(parts[-1] + "\n", flush=True)
+        mine = relative["ours"]
+        checks.append(Check(f"{label('ours', kind)} throughput within {target:.2f}x of the floor", f"{mine:.2f}x", mine <= target))
+        if "openai-python" in names:
+            speedup = ratio(samples["openai-python"], samples["ours"])
+            checks.append(
+                Check(f"{label('ours', kind)} at least {OPENAI_SPEEDUP:g}x faster than openai-python (SSE)",
+                      f"{speedup:.1f}x faster", speedup >= OPENAI_SPEEDUP)
+            )
+    ours = [label("ours", kind) for kind, *_ in WORKLOADS]
+    return Section("Throughput", "\n\n".join(parts), checks, {"ratios": ratios, "ours": ours})

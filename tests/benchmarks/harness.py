@@ -1,0 +1,143 @@
+"""What every workload shares: interleaved rounds, medians, child processes, RSS,
+markdown tables and the description of the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Sequence, Tuple, TypeVar
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository (so `-m tests.benchmarks...` works)
+T = TypeVar("T")
+COMMAND = 'pip install -e ".[bench]" && python -m tests.benchmarks'
+
+
+@dataclass
+class Check:
+    """One target: what it asks, what was measured, whether it is met."""
+
+    target: str
+    measured: str
+    met: bool
+
+
+@dataclass
+class Section:
+    """A workload's results: markdown for the report, target checks, raw numbers."""
+
+    title: str
+    markdown: str
+    checks: List[Check] = field(default_factory=list)
+    data: Dict[str, Any] = field(default_factory=dict)
+
+
+def interleaved(names: Sequence[str], measure: Callable[[str], T], rounds: int) -> Dict[str, List[T]]:
+    """Measure every contender once per round; each round starts one contender later,
+    so every contender runs in every position and slow phases of a noisy machine hit
+    all of them alike."""
+    samples: Dict[str, List[T]] = {name: [] for name in names}
+    for index in range(rounds):
+        shift = index % len(names)
+        for name in list(names[shift:]) + list(names[:shift]):
+            samples[name].append(measure(name))
+    return samples
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def ratio(mine: Sequence[float], baseline: Sequence[float]) -> float:
+    """The median of the per-round ratios: each round's measurement against the
+    baseline's in the same round, seconds apart, so a burst of load elsewhere on the
+    machine slows both sides of a ratio rather than one median."""
+    return median([a / b for a, b in zip(mine, baseline)])
+
+
+def run_child(module: str, args: Sequence[str], timeout: float) -> Dict[str, Any]:
+    """Run ``python -m module *args`` in a fresh process; its last stdout line is JSON."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        raise RuntimeError(f"{module} {' '.join(args)} failed ({result.returncode}): {result.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss() -> int:
+    """This process's resident set size in bytes, now (Linux)."""
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[1]) * _PAGE
+
+
+def peak_rss() -> int:
+    """This process's peak resident set size in bytes (Linux ``VmHWM``). Not
+    ``ru_maxrss``: Linux carries that over from the parent across fork and exec."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def yes(met: bool) -> str:
+    return "yes" if met else "**NO**"
+
+
+def machine() -> List[Tuple[str, str]]:
+    """The facts that make numbers comparable: CPU, cores, Python, library versions."""
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import llmproviders
+
+    versions = [f"llmproviders {llmproviders.__version__}"]
+    for name in ("requests", "urllib3", "sseclient-py", "httpx", "httpx-sse", "aiohttp", "openai"):
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    return [
+        ("llmproviders source", _source()),
+        ("CPU", cpu),
+        ("cores", str(os.cpu_count())),
+        ("OS", f"{platform.system()} {platform.release()}"),
+        ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
+        ("libraries", ", ".join(versions)),
+        ("command", f"`{COMMAND}`"),
+        ("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
+    ]
+
+
+def _source() -> str:
+    """The commit measured, and whether ``llmproviders/`` differed from it."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "unknown (not a git checkout)"
+    dirty = git("status", "--porcelain", "--", "llmproviders")
+    return f"commit {commit}" + (" with uncommitted changes in llmproviders/" if dirty else "")
