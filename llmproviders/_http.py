@@ -275,6 +275,7 @@ class Call:
         self._session = session_for(owner)
         self._response: Optional[requests.Response] = None
         self._waiting_sock: Any = None  # the socket of a request waiting for its headers
+        self._reads: Optional[Iterator[bytes]] = None  # the body reader of the open response
         #: What the protocol reports besides text (finish_reason, usage, id, ...).
         self.metadata: Dict[str, Any] = {}
 
@@ -325,9 +326,10 @@ class Call:
                 raise self._aborted_error()
             self._check(response)
             yield response
-            _drain(response)  # the protocol is done (no exception, no early stop)
+            self._drain(response)  # the protocol is done (no exception, no early stop)
         finally:
             self._response = None
+            self._reads = None
             response.close()
 
     def read_json(self, response: requests.Response, *, limit: int = 16 * 1024 * 1024) -> Any:
@@ -350,21 +352,28 @@ class Call:
             ) from exc
 
     def iter_bytes(self, response: requests.Response) -> Iterator[bytes]:
-        """Yield the body as it arrives: each item is what one socket read returned.
+        """Yield the body as it arrives: each HTTP chunk of a chunked body as soon as it
+        is complete (at most ``READ_SIZE`` bytes at a time), and for any other body
+        whatever one socket read returned.
 
         ``iter_content()`` would wait for a full chunk of its size, or for EOF when the
-        body is close-delimited; ``read1`` returns as soon as any byte is there.
+        body is close-delimited; ``read1`` returns as soon as any byte is there, and
+        ``read_chunked`` costs about half of ``read1`` per HTTP chunk.
         """
-        read1 = response.raw.read1
+        raw = response.raw
+        if raw.chunked and raw.supports_chunked_reads():
+            reads: Iterator[bytes] = raw.read_chunked(READ_SIZE, decode_content=True)
+        else:
+            reads = iter(lambda: raw.read1(READ_SIZE, decode_content=True), b"")
+        self._reads = reads  # a drain after the protocol's end must continue this reader
         try:
             if self.deadline is None:
-                while True:
-                    chunk = read1(READ_SIZE, decode_content=True)
-                    if not chunk:
-                        break
+                # Not `yield from`: it would forward our close() into urllib3's reader,
+                # which then drops the connection before _drain can finish the body.
+                for chunk in reads:
                     yield chunk
             else:
-                yield from self._iter_bytes_until_deadline(response)
+                yield from self._until_deadline(reads, raw)
         except urllib3.exceptions.ReadTimeoutError as exc:
             if self._past_deadline():
                 raise self._deadline_error(started=True) from exc
@@ -387,16 +396,31 @@ class Call:
         if self.aborted:
             raise self._aborted_error()
 
+    def _drain(self, response: requests.Response, limit: int = 65536, wait: float = 0.05) -> None:
+        """Read what is left of a body whose protocol has ended (after ``[DONE]``, say),
+        waiting at most ``wait`` per read: a body read to its end lets the connection go
+        back to the pool instead of being dropped and reconnected next time."""
+        reads = self._reads
+        sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+        if reads is None or sock is None:  # nothing was read, or already released to the pool
+            return
+        try:
+            sock.settimeout(wait)
+            for chunk in reads:
+                limit -= len(chunk)
+                if limit <= 0:
+                    return  # the body does not end soon: close() drops the connection
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError):
+            pass  # likewise
+
     def _aborted_error(self) -> StreamInterruptedError:
         return StreamInterruptedError(f"{self.provider}: the call was aborted", provider=self.provider)
 
-    def _iter_bytes_until_deadline(self, response: requests.Response) -> Iterator[bytes]:
-        """Like the plain read loop, but no read may outlast the deadline: the socket's
-        timeout is lowered to the time left before each read, so a server that drips
-        a byte now and then cannot stretch the call."""
-        read1 = response.raw.read1
-        connection = getattr(response.raw, "connection", None)
-        sock = getattr(connection, "sock", None)
+    def _until_deadline(self, reads: Iterator[bytes], raw: Any) -> Iterator[bytes]:
+        """``reads``, but no read may outlast the deadline: the socket's timeout is
+        lowered to the time left before each read, so a server that drips a byte now
+        and then cannot stretch the call."""
+        sock = getattr(getattr(raw, "connection", None), "sock", None)
         while True:
             left = self.remaining()
             assert left is not None
@@ -404,8 +428,8 @@ class Call:
                 raise self._deadline_error(started=True)
             if sock is not None:
                 sock.settimeout(min(self.timeout[1], left))
-            chunk = read1(READ_SIZE, decode_content=True)
-            if not chunk:
+            chunk = next(reads, None)
+            if chunk is None:
                 return
             yield chunk
 
@@ -580,26 +604,6 @@ def _forget_old_proxies(session: requests.Session, url: str) -> None:
         except (StopIteration, KeyError, RuntimeError):  # another thread got there first
             return
         manager.clear()
-
-
-def _drain(response: requests.Response, limit: int = 65536, wait: float = 0.05) -> None:
-    """Read what is left of a body whose protocol has ended (after ``[DONE]``, say),
-    waiting at most ``wait`` per read: a body read to its end lets the connection go
-    back to the pool instead of being dropped and reconnected next time."""
-    raw = response.raw
-    sock = getattr(getattr(raw, "connection", None), "sock", None)
-    if sock is None:  # already released to the pool, or not a real socket
-        return
-    try:
-        sock.settimeout(wait)
-        left = limit
-        while left > 0:
-            chunk = raw.read1(left, decode_content=True)
-            if not chunk:
-                return
-            left -= len(chunk)
-    except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError):
-        pass  # the body does not end soon: close() drops the connection, which is fine
 
 
 def parse_retry_after(value: Optional[str]) -> Optional[float]:
