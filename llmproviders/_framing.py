@@ -142,13 +142,16 @@ def iter_sse(chunks: Iterable[bytes], *, provider: str, max_frame: int = MAX_FRA
 
 
 def _normalized(chunks: Iterable[bytes], *, provider: str, max_frame: int) -> Iterator[bytes]:
-    """Pass chunks on with CRLF and CR turned into LF, watching event boundaries.
+    """Pass on whole events only, with CRLF and CR turned into LF.
 
-    A CR at the end of a chunk becomes LF at once (an event ending there is not held
-    back); an LF that starts the next chunk is then dropped as its pair. A leading
-    byte order mark is removed (sseclient-py would read ``\ufeffdata`` as a field).
+    Events are buffered here, in a list joined once, and sseclient-py sees only whole
+    events: it would append an event's pieces one by one, which is quadratic for a big
+    event. Nothing waits longer for it: an event is dispatched at its blank line anyway.
+    A CR at the end of a chunk becomes LF at once; an LF that starts the next chunk is
+    then dropped as its pair. A leading byte order mark is removed (sseclient-py would
+    read ``\ufeffdata`` as a field name).
     """
-    tracker = _EventTracker(provider, max_frame)
+    framer = _EventFramer(provider, max_frame)
     after_cr = False  # the last chunk ended with CR: an LF starting this one belongs to it
     start: Optional[bytes] = b""  # the first bytes, until we know whether they are a BOM
     for chunk in chunks:
@@ -166,56 +169,63 @@ def _normalized(chunks: Iterable[bytes], *, provider: str, max_frame: int) -> It
         else:
             after_cr = False
         if chunk:
-            tracker.feed(chunk)
-            yield chunk
+            events = framer.feed(chunk)
+            if events:
+                yield events
     if start:
-        tracker.feed(start)
-        yield start
-    tracker.finish()
+        framer.feed(start)
+    framer.finish()
 
 
-class _EventTracker:
-    """Knows how many bytes the event in progress has, to cap it and to tell at EOF
-    whether the body stopped inside an event."""
+class _EventFramer:
+    """Cuts LF-only SSE bytes into runs of whole events; caps an event's size and
+    lines; tells at EOF whether the body stopped inside an event."""
 
     def __init__(self, provider: str, max_frame: int) -> None:
         self.provider = provider
         self.max_frame = max_frame
-        self.tail: List[bytes] = []  # bytes since the last blank line
+        self.pending: List[bytes] = []  # the event in progress
         self.size = 0
         self.lines = 0
         self.ends_with_newline = True  # the start of the body counts as a line start
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes) -> bytes:
+        """Take ``chunk``; return the whole events it completes (maybe ``b""``)."""
         newlines = chunk.count(b"\n")
         if self.lines + newlines > MAX_EVENT_LINES:  # rare: look at each event in the chunk
             segments = chunk.split(b"\n\n")
             counts = [self.lines + segments[0].count(b"\n")] + [seg.count(b"\n") for seg in segments[1:]]
-            if max(counts) > MAX_EVENT_LINES:  # sseclient-py's buffering is quadratic in lines
+            if max(counts) > MAX_EVENT_LINES:  # sseclient-py's per-line work would be quadratic
                 raise ProtocolError(
                     f"{self.provider}: one event has more than {MAX_EVENT_LINES} lines; refusing to buffer it",
                     provider=self.provider,
                 )
         boundary = chunk.rfind(b"\n\n")
         if boundary >= 0:
-            rest = chunk[boundary + 2 :]
-            self.tail = [rest]
-            self.size = len(rest)
-            self.lines = rest.count(b"\n")
+            cut = boundary + 2
         elif self.ends_with_newline and chunk[0] == 10:  # "\n" + "\n" across two chunks
-            self.tail = [chunk[1:]]
-            self.size = len(chunk) - 1
-            self.lines = chunk.count(b"\n") - 1
+            cut = 1
         else:
-            self.tail.append(chunk)
+            self.pending.append(chunk)
             self.size += len(chunk)
             self.lines += newlines
+            self.ends_with_newline = chunk[-1] == 10
             if self.size > self.max_frame:
                 raise _too_large(self.provider, "event", self.max_frame)
+            return b""
         self.ends_with_newline = chunk[-1] == 10
+        if cut == len(chunk) and not self.pending:
+            return chunk  # the usual case: a write of whole events, passed on as it is
+        self.pending.append(chunk[:cut])
+        events = b"".join(self.pending)
+        rest = chunk[cut:]
+        self.pending = [rest] if rest else []
+        self.size = len(rest)
+        self.lines = rest.count(b"\n")
+        return events
 
     def finish(self) -> None:
-        rest = b"".join(self.tail)
+        rest = b"".join(self.pending)
         if any(line.startswith(b"data") for line in rest.split(b"\n")):
             raise StreamInterruptedError(
                 f"{self.provider}: the body ended in the middle of an event: {excerpt(rest)!r}",

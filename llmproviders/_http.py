@@ -276,6 +276,8 @@ class Call:
         self._response: Optional[requests.Response] = None
         self._waiting_sock: Any = None  # the socket of a request waiting for its headers
         self._reads: Optional[Iterator[bytes]] = None  # the body reader of the open response
+        #: The most bytes one frame may have (the provider's ``max_frame_size``).
+        self.max_frame = 8 * 1024 * 1024
         #: What the protocol reports besides text (finish_reason, usage, id, ...).
         self.metadata: Dict[str, Any] = {}
 

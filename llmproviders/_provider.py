@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Dict, FrozenSet, Iterator, List, Optional, Tup
 
 from ._async import AsyncStream, collect
 from ._exceptions import InvalidArgumentError, ModelNotSupportedError, ProviderNotFoundError, UnsupportedOptionError
+from ._framing import MAX_FRAME
 from ._http import DEFAULT_TIMEOUT, Call, TimeoutArg
 from ._messages import Messages, validate_messages
 from ._retry import RetryPolicy, resolve_retries, with_retries
@@ -58,6 +59,8 @@ class Provider:
     options: ClassVar[FrozenSet[str]] = frozenset()
     #: ``(connect, read)`` seconds when the caller gives no ``timeout``.
     default_timeout: ClassVar[Tuple[float, float]] = DEFAULT_TIMEOUT
+    #: The most bytes one frame (an NDJSON line, an SSE event) may have.
+    max_frame_size: ClassVar[int] = MAX_FRAME
     #: Retries before the first delta (``max_retries=`` overrides it per call).
     retry_policy: ClassVar[RetryPolicy] = RetryPolicy()
 
@@ -143,6 +146,7 @@ class Provider:
         call = Call(
             cls, base_url=base_url, proxy=proxy, timeout=timeout, default_timeout=cls.default_timeout, deadline=deadline
         )
+        call.max_frame = cls.max_frame_size
         deltas = with_retries(
             lambda: cls._generate(call, resolved, checked, stream=stream, **options),
             call,

@@ -31,6 +31,8 @@ class Chatgpt4Online(Provider):
     working = False
     default_model = "gpt-4"
     models = ["gpt-4"]
+    #: The ``end`` event repeats the whole reply, so it may be as large as the reply.
+    max_frame_size = 256 * 1024 * 1024
 
     @classmethod  # narrows **options to this provider's own (checked by the base first)
     def _generate(cls, call: Call, model: str, messages: List[Dict[str, Any]], *, stream: bool) -> Iterator[str]:  # type: ignore[override]
@@ -51,7 +53,7 @@ class Chatgpt4Online(Provider):
         body = {"botId": "default", "newMessage": format_prompt(messages), "stream": True}
         streamed: List[str] = []  # kept to reconcile with the final reply
         with call.open(call.url(cls.url + cls.api_endpoint), headers=headers, json_body=body, cookies=cookies) as response:
-            for data in iter_sse(call.iter_bytes(response), provider=name):
+            for data in iter_sse(call.iter_bytes(response), provider=name, max_frame=call.max_frame):
                 event = loads_frame(data, provider=name)
                 kind = event.get("type") if isinstance(event, dict) else None
                 if kind == "live":

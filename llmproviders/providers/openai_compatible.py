@@ -261,7 +261,7 @@ def _read_chunks(name: str, call: Call, response: requests.Response) -> Iterator
     ``finish_reason``; otherwise it was cut short.
     """
     finished = False
-    for data in iter_sse(call.iter_bytes(response), provider=name):
+    for data in iter_sse(call.iter_bytes(response), provider=name, max_frame=call.max_frame):
         if data == "[DONE]":
             return
         chunk = loads_frame(data, provider=name)

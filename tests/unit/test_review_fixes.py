@@ -142,3 +142,21 @@ def test_an_empty_or_false_error_field_is_not_an_error(error):
     chunk = {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}], "error": error}
     responses.post(YLOKH, body=f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n", content_type="text/event-stream")
     assert Ylokh.create(None, MESSAGES_RU) == "ok"
+
+
+def test_a_big_event_is_buffered_in_linear_time():
+    payload = b"x" * (20 * 1024 * 1024)
+    data = b"data: " + payload + b"\n\n"
+    chunks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+    started = time.monotonic()
+    (event,) = list(iter_sse(iter(chunks), provider="P", max_frame=64 * 1024 * 1024))
+    assert len(event) == len(payload)
+    assert time.monotonic() - started < 2.0  # fed to sseclient-py piecewise this took minutes
+
+
+def test_frame_caps_are_per_provider():
+    from llmproviders import Chatgpt4Online, FlowGpt
+    from llmproviders._framing import MAX_FRAME
+
+    assert FlowGpt.max_frame_size == MAX_FRAME == 8 * 1024 * 1024
+    assert Chatgpt4Online.max_frame_size > 100 * 1024 * 1024  # its end event repeats the reply
