@@ -130,7 +130,7 @@ def iter_sse(chunks: Iterable[bytes], *, provider: str, max_frame: int = MAX_FRA
     ``\\r\\n`` blank line would hide. A body that ends inside an event (the SSE spec says
     to drop it; sseclient-py would dispatch it) raises :class:`StreamInterruptedError`.
     """
-    client = SSEClient(_normalized(chunks, provider=provider, max_frame=max_frame))
+    client = _EventParser(_normalized(chunks, provider=provider, max_frame=max_frame))
     try:
         for event in client.events():
             yield event.data
@@ -139,6 +139,27 @@ def iter_sse(chunks: Iterable[bytes], *, provider: str, max_frame: int = MAX_FRA
         raise ProtocolError(
             f"{provider}: an event is not valid UTF-8: {bad!r}", provider=provider, frame=repr(bad)
         ) from exc
+
+
+class _EventParser(SSEClient):
+    """sseclient-py's parsing of each event's fields, over our own framing.
+
+    sseclient-py frames events in ``_read`` by appending lines until its buffer ends in
+    a blank line: quadratic for big events, and blind to a ``\n`` line followed by a
+    ``\r\n`` blank one. :func:`_normalized` already cuts the bytes into whole events
+    with ``\n`` line endings, so here they are only split apart; ``events()`` (the
+    field parsing: ``data``, ``event``, ``id``, ``retry``, comments) is sseclient-py's.
+    """
+
+    def __init__(self, blocks: Iterator[bytes]) -> None:
+        super().__init__(blocks)
+        self._blocks = blocks
+
+    def _read(self) -> Iterator[bytes]:
+        for events in self._blocks:
+            for event in events.split(b"\n\n"):
+                if event:
+                    yield event
 
 
 def _normalized(chunks: Iterable[bytes], *, provider: str, max_frame: int) -> Iterator[bytes]:
@@ -168,10 +189,15 @@ def _normalized(chunks: Iterable[bytes], *, provider: str, max_frame: int) -> It
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         else:
             after_cr = False
-        if chunk:
-            events = framer.feed(chunk)
-            if events:
-                yield events
+        if not chunk:
+            continue
+        if not framer.pending and chunk[-2:] == b"\n\n" and len(chunk) < MAX_EVENT_LINES:
+            framer.ends_with_newline = True
+            yield chunk  # the usual case: whole small events, nothing to count or keep
+            continue
+        events = framer.feed(chunk)
+        if events:
+            yield events
     if start:
         framer.feed(start)
     framer.finish()

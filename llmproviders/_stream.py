@@ -30,11 +30,75 @@ __all__ = ["Stream", "SPILL_AFTER"]
 SPILL_AFTER = 1 << 20
 
 
+class _Record:
+    """What a stream yielded so far: recent text in memory, older text in a file.
+
+    Shared by the :class:`Stream` and its recording generator (and by nothing that
+    refers back to the stream, so a dropped stream is freed, and closed, at once).
+    """
+
+    __slots__ = ("parts", "held", "spill", "closed")
+
+    def __init__(self) -> None:
+        self.parts: List[str] = []  # the latest text yielded, up to SPILL_AFTER characters
+        self.held = 0
+        self.spill: Optional[IO[bytes]] = None  # older text, in an anonymous temporary file
+        self.closed = False
+
+    def spill_parts(self) -> None:
+        """Move the text held in memory to the temporary file: a reply of any size keeps
+        memory flat, and ``partial`` stays exact."""
+        if self.spill is None:
+            self.spill = tempfile.TemporaryFile()
+        self.spill.write("".join(self.parts).encode("utf-8", "surrogatepass"))
+        self.parts.clear()
+        self.held = 0
+
+    def text(self) -> str:
+        recent = "".join(self.parts)
+        spill = self.spill
+        if spill is None or spill.closed:
+            return recent
+        spill.seek(0)
+        older = spill.read().decode("utf-8", "surrogatepass")
+        spill.seek(0, io.SEEK_END)
+        return older + recent
+
+    def release(self) -> None:
+        if self.spill is not None:
+            self.spill.close()
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def _recording(deltas: Iterator[str], record: _Record) -> Iterator[str]:
+    """Yield ``deltas``, keeping a record of them; stamp ``partial`` on stream errors."""
+    append = record.parts.append
+    try:
+        for delta in deltas:
+            append(delta)
+            record.held += len(delta)
+            if record.held > SPILL_AFTER:
+                record.spill_parts()
+            yield delta
+    except StreamError as exc:
+        if not getattr(exc, "_partial_set", False):  # the innermost stream knows it all
+            exc.partial = record.text() + exc.partial
+            exc._partial_set = True  # type: ignore[attr-defined]
+        raise
+    finally:
+        record.closed = True
+        deltas.close()  # type: ignore[attr-defined]  # a generator: its response is closed
+
+
 class Stream(Iterator[str]):
     """An iterator of text deltas, a context manager, and the record of what it yielded.
 
     The request is sent when iteration starts. ``text`` is everything yielded so far;
-    ``metadata`` holds what the upstream reported besides text.
+    ``metadata`` holds what the upstream reported besides text. (``iter(stream)`` is
+    the stream's own generator, so a ``for`` loop pays no method call per delta;
+    ``next(stream)`` and the loop advance the same stream.)
     """
 
     def __init__(
@@ -52,75 +116,32 @@ class Stream(Iterator[str]):
         #: ``finish_reason``, ``usage``, ``id``, ``created``, ``model`` where the
         #: protocol has them.
         self.metadata: Dict[str, Any] = metadata if metadata is not None else {}
-        self._deltas = deltas
-        self._next = deltas.__next__
-        self._parts: List[str] = []  # the latest text yielded, up to SPILL_AFTER characters
-        self._held = 0
-        self._spill: Optional[IO[bytes]] = None  # older text, in an anonymous temporary file
+        self._record = _Record()
+        self._iterator = _recording(deltas, self._record)
+        self._next = self._iterator.__next__
         self._abort = abort
-        self._closed = False
 
     @property
     def text(self) -> str:
         """The text yielded so far (still there after the stream ended, until close)."""
-        recent = "".join(self._parts)
-        spill = self._spill
-        if spill is None or spill.closed:
-            return recent
-        spill.seek(0)
-        older = spill.read().decode("utf-8", "surrogatepass")
-        spill.seek(0, io.SEEK_END)
-        return older + recent
+        return self._record.text()
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._record.closed
 
-    def __iter__(self) -> "Stream":
-        return self
+    def __iter__(self) -> Iterator[str]:
+        return self._iterator
 
     def __next__(self) -> str:
-        try:
-            delta = self._next()
-        except StopIteration:
-            self._closed = True
-            raise
-        except StreamError as exc:
-            self._closed = True
-            if not getattr(exc, "_partial_set", False):  # the innermost stream knows it all
-                exc.partial = self.text + exc.partial
-                exc._partial_set = True  # type: ignore[attr-defined]
-            raise
-        except BaseException:
-            self._closed = True
-            raise
-        self._parts.append(delta)
-        self._held += len(delta)
-        if self._held > SPILL_AFTER:
-            self._spill_parts()
-        return delta
-
-    def _spill_parts(self) -> None:
-        """Move the text held in memory to the temporary file: a reply of any size keeps
-        memory flat, and ``partial`` stays exact."""
-        if self._spill is None:
-            self._spill = tempfile.TemporaryFile()
-        self._spill.write("".join(self._parts).encode("utf-8", "surrogatepass"))
-        self._parts.clear()
-        self._held = 0
+        return self._next()
 
     def close(self) -> None:
         """Stop the stream and release its connection (and the text it kept). Safe to
         call more than once."""
-        self._closed = True
-        self._deltas.close()  # type: ignore[attr-defined]  # a generator
-        if self._spill is not None:
-            self._spill.close()
-
-    def __del__(self) -> None:
-        spill = getattr(self, "_spill", None)
-        if spill is not None:
-            spill.close()
+        self._record.closed = True
+        self._iterator.close()  # type: ignore[attr-defined]
+        self._record.release()
 
     def abort(self) -> None:
         """From another thread: wake a read blocked on the socket so the stream ends
@@ -140,5 +161,5 @@ class Stream(Iterator[str]):
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "closed" if self.closed else "open"
         return f"<Stream provider={self.provider} model={self.model!r} {state}>"

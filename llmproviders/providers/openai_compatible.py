@@ -24,6 +24,7 @@ Example usage::
 
 from __future__ import annotations
 
+import json
 import os
 from contextlib import contextmanager
 from typing import Any, ClassVar, Dict, Iterator, List, Mapping, Optional, Tuple
@@ -258,18 +259,31 @@ def _read_chunks(name: str, call: Call, response: requests.Response) -> Iterator
     """The deltas of a ``chat.completion.chunk`` stream, up to ``[DONE]``.
 
     A stream that ends without ``[DONE]`` is complete only if a chunk gave a
-    ``finish_reason``; otherwise it was cut short.
+    ``finish_reason``; otherwise it was cut short. The usual chunk (a text delta) takes
+    a short path; any other shape goes through the careful one, :func:`_delta`.
     """
     finished = False
+    metadata = call.metadata
+    loads = json.loads
     for data in iter_sse(call.iter_bytes(response), provider=name, max_frame=call.max_frame):
         if data == "[DONE]":
             return
-        chunk = loads_frame(data, provider=name)
-        content, finish_reason = _delta(name, chunk, data)
-        _note(call.metadata, chunk)
+        try:
+            chunk = loads(data)
+            choice = chunk["choices"][0]
+            content = choice["delta"]["content"]
+            finish_reason = choice["finish_reason"]
+            if type(content) is not str or chunk.get("error"):
+                raise LookupError  # not the usual shape: let the careful path judge it
+        except Exception:  # noqa: BLE001  (JSON errors too: loads_frame reports them)
+            chunk = loads_frame(data, provider=name)
+            content, finish_reason = _delta(name, chunk, data)
         if finish_reason is not None:
-            call.metadata["finish_reason"] = finish_reason
+            metadata["finish_reason"] = finish_reason
             finished = True
+            _note(metadata, chunk)
+        elif not metadata or chunk.get("usage") is not None:
+            _note(metadata, chunk)  # the first chunk's id, created, model; a usage report
         if content:
             yield content
     if not finished:

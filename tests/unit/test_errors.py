@@ -209,10 +209,10 @@ def test_partial_is_exact_for_replies_larger_than_what_is_kept_in_memory(monkeyp
     with pytest.raises(StreamInterruptedError) as info:
         for delta in stream:
             received.append(delta)
-    assert stream._spill is not None  # most of it went to the temporary file
+    assert stream._record.spill is not None  # most of it went to the temporary file
     assert info.value.partial == "".join(received) == "".join(pieces) == stream.text
     stream.close()
-    assert stream._spill.closed
+    assert stream._record.spill.closed
 
 
 @responses.activate

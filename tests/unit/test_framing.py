@@ -124,3 +124,16 @@ def test_sse_event_size_is_capped():
         list(iter_sse(iter([b"data: " + b"x" * 50, b"x" * 60]), provider="P", max_frame=100))
     many = [b"data: " + b"x" * 40 + b"\n\n"] * 10  # many small events are fine
     assert len(list(iter_sse(iter(many), provider="P", max_frame=100))) == 10
+
+
+def test_sseclient_py_still_has_the_hooks_we_build_on():
+    """We frame events ourselves and let sseclient-py parse their fields: its
+    ``_read`` yields one event's bytes, which ``events()`` parses. A release that
+    changes this must fail here, not in production."""
+    import inspect
+
+    from sseclient import SSEClient
+
+    assert "_read" in vars(SSEClient) and "self._read()" in inspect.getsource(SSEClient.events)
+    events = list(iter_sse(iter([b"event: x\nid: 7\nretry: 5\ndata: a\ndata: b\n\n: c\n\ndata: z\n\n"]), provider="P"))
+    assert events == ["a\nb", "z"]
