@@ -75,9 +75,15 @@ def iter_ndjson(chunks: Iterable[bytes], *, provider: str, max_frame: int = MAX_
         lines = chunk.split(b"\n")
         tail = lines.pop()
         for line in lines:
-            line = line.strip()
-            if line:
-                yield loads_frame(line, provider=provider)
+            if line and line != b"\r":
+                try:
+                    value = json.loads(line)  # surrounding whitespace (a CR) is fine for JSON
+                except (ValueError, RecursionError):
+                    line = line.strip()
+                    if not line:
+                        continue  # a blank line
+                    value = loads_frame(line, provider=provider)  # raises, showing the line
+                yield value
         if tail:
             pending.append(tail)
         pending_size = len(tail)

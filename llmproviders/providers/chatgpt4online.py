@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from json import loads
 from typing import Any, Dict, Iterator, List
 
 from .._exceptions import ProtocolError, ReplyMismatchError, ResponseError, StreamInterruptedError
@@ -54,7 +55,10 @@ class Chatgpt4Online(Provider):
         streamed: List[str] = []  # kept to reconcile with the final reply
         with call.open(call.url(cls.url + cls.api_endpoint), headers=headers, json_body=body, cookies=cookies) as response:
             for data in iter_sse(call.iter_bytes(response), provider=name, max_frame=call.max_frame):
-                event = loads_frame(data, provider=name)
+                try:
+                    event = loads(data)
+                except ValueError:
+                    event = loads_frame(data, provider=name)  # raises a ProtocolError showing it
                 kind = event.get("type") if isinstance(event, dict) else None
                 if kind == "live":
                     piece = event.get("data")
