@@ -17,8 +17,9 @@ of a frame raises :class:`StreamInterruptedError`. A single frame may not exceed
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
-from typing import Any, Iterable, Iterator, List, Optional
+from typing import Any, ContextManager, Iterable, Iterator, List, Optional
 
 from sseclient import SSEClient
 
@@ -28,6 +29,7 @@ from ._http import excerpt
 __all__ = ["iter_ndjson", "iter_text", "iter_sse", "loads_frame", "MAX_FRAME"]
 
 MAX_FRAME = 8 * 1024 * 1024  # bytes in one line or event
+_PLAIN: ContextManager[Any] = contextlib.nullcontext()  # no transport to translate errors of
 MAX_EVENT_LINES = 10_000  # lines in one SSE event
 _BOM = b"\xef\xbb\xbf"
 
@@ -52,7 +54,9 @@ def _too_large(provider: str, what: str, max_frame: int) -> ProtocolError:
     )
 
 
-def iter_ndjson(chunks: Iterable[bytes], *, provider: str, max_frame: int = MAX_FRAME) -> Iterator[Any]:
+def iter_ndjson(
+    chunks: Iterable[bytes], *, provider: str, max_frame: int = MAX_FRAME, reading: ContextManager[Any] = _PLAIN
+) -> Iterator[Any]:
     """Yield the decoded JSON value of every non-blank line.
 
     A line is complete at ``\\n`` (a ``\\r`` before it is ignored). At the end of the
@@ -61,34 +65,35 @@ def iter_ndjson(chunks: Iterable[bytes], *, provider: str, max_frame: int = MAX_
     """
     pending: List[bytes] = []  # pieces of the current, unterminated line
     pending_size = 0
-    for chunk in chunks:
-        if b"\n" not in chunk:
-            pending.append(chunk)
-            pending_size += len(chunk)
+    with reading:
+        for chunk in chunks:
+            if b"\n" not in chunk:
+                pending.append(chunk)
+                pending_size += len(chunk)
+                if pending_size > max_frame:
+                    raise _too_large(provider, "line", max_frame)
+                continue
+            if pending:
+                pending.append(chunk)
+                chunk = b"".join(pending)
+                pending.clear()
+            lines = chunk.split(b"\n")
+            tail = lines.pop()
+            for line in lines:
+                if line and line != b"\r":
+                    try:
+                        value = json.loads(line)  # surrounding whitespace (a CR) is fine for JSON
+                    except (ValueError, RecursionError):
+                        line = line.strip()
+                        if not line:
+                            continue  # a blank line
+                        value = loads_frame(line, provider=provider)  # raises, showing the line
+                    yield value
+            if tail:
+                pending.append(tail)
+            pending_size = len(tail)
             if pending_size > max_frame:
                 raise _too_large(provider, "line", max_frame)
-            continue
-        if pending:
-            pending.append(chunk)
-            chunk = b"".join(pending)
-            pending.clear()
-        lines = chunk.split(b"\n")
-        tail = lines.pop()
-        for line in lines:
-            if line and line != b"\r":
-                try:
-                    value = json.loads(line)  # surrounding whitespace (a CR) is fine for JSON
-                except (ValueError, RecursionError):
-                    line = line.strip()
-                    if not line:
-                        continue  # a blank line
-                    value = loads_frame(line, provider=provider)  # raises, showing the line
-                yield value
-        if tail:
-            pending.append(tail)
-        pending_size = len(tail)
-        if pending_size > max_frame:
-            raise _too_large(provider, "line", max_frame)
     tail = b"".join(pending).strip()
     if tail:
         try:
@@ -101,25 +106,26 @@ def iter_ndjson(chunks: Iterable[bytes], *, provider: str, max_frame: int = MAX_
         yield value
 
 
-def iter_text(chunks: Iterable[bytes], *, provider: str) -> Iterator[str]:
+def iter_text(chunks: Iterable[bytes], *, provider: str, reading: ContextManager[Any] = _PLAIN) -> Iterator[str]:
     """Yield UTF-8 text as it arrives; a character split across chunks comes out whole."""
     decode = codecs.getincrementaldecoder("utf-8-sig")("strict").decode  # drops a leading BOM
-    try:
-        for chunk in chunks:
-            text = decode(chunk)
-            if text:
-                yield text
-    except UnicodeDecodeError as exc:
-        # Text that arrived before the bad bytes (in the same read) is still delivered.
-        valid = exc.object[: exc.start].decode("utf-8-sig")
-        if valid:
-            yield valid
-        bad = exc.object[exc.start : exc.end]
-        raise ProtocolError(
-            f"{provider}: the reply is not valid UTF-8 (bytes {bad!r})",
-            provider=provider,
-            frame=repr(bad),
-        ) from exc
+    with reading:
+        try:
+            for chunk in chunks:
+                text = decode(chunk)
+                if text:
+                    yield text
+        except UnicodeDecodeError as exc:
+            # Text that arrived before the bad bytes (in the same read) is still delivered.
+            valid = exc.object[: exc.start].decode("utf-8-sig")
+            if valid:
+                yield valid
+            bad = exc.object[exc.start : exc.end]
+            raise ProtocolError(
+                f"{provider}: the reply is not valid UTF-8 (bytes {bad!r})",
+                provider=provider,
+                frame=repr(bad),
+            ) from exc
     try:
         decode(b"", True)
     except UnicodeDecodeError as exc:
@@ -128,7 +134,9 @@ def iter_text(chunks: Iterable[bytes], *, provider: str) -> Iterator[str]:
         ) from exc
 
 
-def iter_sse(chunks: Iterable[bytes], *, provider: str, max_frame: int = MAX_FRAME) -> Iterator[str]:
+def iter_sse(
+    chunks: Iterable[bytes], *, provider: str, max_frame: int = MAX_FRAME, reading: ContextManager[Any] = _PLAIN
+) -> Iterator[str]:
     """Yield the ``data`` of each Server-Sent Event, parsed by ``sseclient-py``.
 
     Line endings are normalised to ``\\n`` first: sseclient-py finds an event's end by
@@ -136,7 +144,7 @@ def iter_sse(chunks: Iterable[bytes], *, provider: str, max_frame: int = MAX_FRA
     ``\\r\\n`` blank line would hide. A body that ends inside an event (the SSE spec says
     to drop it; sseclient-py would dispatch it) raises :class:`StreamInterruptedError`.
     """
-    client = _EventParser(_normalized(chunks, provider=provider, max_frame=max_frame))
+    client = _EventParser(_normalized(chunks, provider=provider, max_frame=max_frame, reading=reading))
     try:
         for event in client.events():
             yield event.data
@@ -168,7 +176,9 @@ class _EventParser(SSEClient):
                     yield event
 
 
-def _normalized(chunks: Iterable[bytes], *, provider: str, max_frame: int) -> Iterator[bytes]:
+def _normalized(
+    chunks: Iterable[bytes], *, provider: str, max_frame: int, reading: ContextManager[Any]
+) -> Iterator[bytes]:
     """Pass on whole events only, with CRLF and CR turned into LF.
 
     Events are buffered here, in a list joined once, and sseclient-py sees only whole
@@ -181,29 +191,30 @@ def _normalized(chunks: Iterable[bytes], *, provider: str, max_frame: int) -> It
     framer = _EventFramer(provider, max_frame)
     after_cr = False  # the last chunk ended with CR: an LF starting this one belongs to it
     start: Optional[bytes] = b""  # the first bytes, until we know whether they are a BOM
-    for chunk in chunks:
-        if start is not None:
-            start += chunk
-            if len(start) < 3 and _BOM.startswith(start):
+    with reading:
+        for chunk in chunks:
+            if start is not None:
+                start += chunk
+                if len(start) < 3 and _BOM.startswith(start):
+                    continue
+                chunk = start[3:] if start.startswith(_BOM) else start
+                start = None
+            if after_cr and chunk[:1] == b"\n":
+                chunk = chunk[1:]
+            if b"\r" in chunk:
+                after_cr = chunk.endswith(b"\r")
+                chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            else:
+                after_cr = False
+            if not chunk:
                 continue
-            chunk = start[3:] if start.startswith(_BOM) else start
-            start = None
-        if after_cr and chunk[:1] == b"\n":
-            chunk = chunk[1:]
-        if b"\r" in chunk:
-            after_cr = chunk.endswith(b"\r")
-            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        else:
-            after_cr = False
-        if not chunk:
-            continue
-        if not framer.pending and chunk[-2:] == b"\n\n" and len(chunk) < MAX_EVENT_LINES:
-            framer.ends_with_newline = True
-            yield chunk  # the usual case: whole small events, nothing to count or keep
-            continue
-        events = framer.feed(chunk)
-        if events:
-            yield events
+            if not framer.pending and chunk[-2:] == b"\n\n" and len(chunk) < MAX_EVENT_LINES:
+                framer.ends_with_newline = True
+                yield chunk  # the usual case: whole small events, nothing to count or keep
+                continue
+            events = framer.feed(chunk)
+            if events:
+                yield events
     if start:
         framer.feed(start)
     framer.finish()

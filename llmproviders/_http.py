@@ -353,10 +353,11 @@ class Call:
                 frame=excerpt(bytes(body)),
             ) from exc
 
-    def iter_bytes(self, response: requests.Response) -> Iterator[bytes]:
-        """Yield the body as it arrives: each HTTP chunk of a chunked body as soon as it
-        is complete (at most ``READ_SIZE`` bytes at a time), and for any other body
-        whatever one socket read returned.
+    def body(self, response: requests.Response) -> Iterator[bytes]:
+        """The reader of ``response``'s body: each HTTP chunk of a chunked body as soon
+        as it is complete (at most ``READ_SIZE`` bytes at a time), and for any other
+        body whatever one socket read returned. Iterate it inside :meth:`reading`,
+        which turns urllib3's errors into the library's.
 
         ``iter_content()`` would wait for a full chunk of its size, or for EOF when the
         body is close-delimited; ``read1`` returns as soon as any byte is there, and
@@ -367,15 +368,20 @@ class Call:
             reads: Iterator[bytes] = raw.read_chunked(READ_SIZE, decode_content=True)
         else:
             reads = iter(lambda: raw.read1(READ_SIZE, decode_content=True), b"")
-        self._reads = reads  # a drain after the protocol's end must continue this reader
+        self._reads = reads  # a drain after the protocol's end continues this reader
+        if self.deadline is not None:
+            return self._until_deadline(reads, raw)
+        return reads
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Around a loop over :meth:`body`: errors of the transport come out as the
+        library's (the stream broke, timed out, or was aborted); the library's own
+        errors and everything else pass through unchanged."""
         try:
-            if self.deadline is None:
-                # Not `yield from`: it would forward our close() into urllib3's reader,
-                # which then drops the connection before _drain can finish the body.
-                for chunk in reads:
-                    yield chunk
-            else:
-                yield from self._until_deadline(reads, raw)
+            yield
+        except LLMProvidersError:
+            raise
         except urllib3.exceptions.ReadTimeoutError as exc:
             if self._past_deadline():
                 raise self._deadline_error(started=True) from exc
@@ -395,8 +401,17 @@ class Call:
                 f"({_reason(exc)})",
                 provider=self.provider,
             ) from exc
-        if self.aborted:
+        if self.aborted:  # an abort can look like a clean end of a close-delimited body
             raise self._aborted_error()
+
+    def iter_bytes(self, response: requests.Response) -> Iterator[bytes]:
+        """:meth:`body` with its errors translated, as one generator."""
+        reads = self.body(response)
+        with self.reading():
+            # Not `yield from`: it would forward our close() into urllib3's reader,
+            # which then drops the connection before _drain can finish the body.
+            for chunk in reads:
+                yield chunk
 
     def _drain(self, response: requests.Response, limit: int = 65536, wait: float = 0.05) -> None:
         """Read what is left of a body whose protocol has ended (after ``[DONE]``, say),

@@ -37,11 +37,10 @@ class _Record:
     refers back to the stream, so a dropped stream is freed, and closed, at once).
     """
 
-    __slots__ = ("parts", "held", "spill", "closed")
+    __slots__ = ("parts", "spill", "closed")
 
     def __init__(self) -> None:
         self.parts: List[str] = []  # the latest text yielded, up to SPILL_AFTER characters
-        self.held = 0
         self.spill: Optional[IO[bytes]] = None  # older text, in an anonymous temporary file
         self.closed = False
 
@@ -52,7 +51,6 @@ class _Record:
             self.spill = tempfile.TemporaryFile()
         self.spill.write("".join(self.parts).encode("utf-8", "surrogatepass"))
         self.parts.clear()
-        self.held = 0
 
     def text(self) -> str:
         recent = "".join(self.parts)
@@ -75,12 +73,14 @@ class _Record:
 def _recording(deltas: Iterator[str], record: _Record) -> Iterator[str]:
     """Yield ``deltas``, keeping a record of them; stamp ``partial`` on stream errors."""
     append = record.parts.append
+    held = 0  # characters in record.parts (kept here: this loop runs once per delta)
     try:
         for delta in deltas:
             append(delta)
-            record.held += len(delta)
-            if record.held > SPILL_AFTER:
+            held += len(delta)
+            if held > SPILL_AFTER:
                 record.spill_parts()
+                held = 0
             yield delta
     except StreamError as exc:
         if not getattr(exc, "_partial_set", False):  # the innermost stream knows it all

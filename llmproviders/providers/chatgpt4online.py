@@ -54,7 +54,7 @@ class Chatgpt4Online(Provider):
         body = {"botId": "default", "newMessage": format_prompt(messages), "stream": True}
         streamed: List[str] = []  # kept to reconcile with the final reply
         with call.open(call.url(cls.url + cls.api_endpoint), headers=headers, json_body=body, cookies=cookies) as response:
-            for data in iter_sse(call.iter_bytes(response), provider=name, max_frame=call.max_frame):
+            for data in iter_sse(call.body(response), provider=name, max_frame=call.max_frame, reading=call.reading()):
                 try:
                     event = loads(data)
                 except ValueError:

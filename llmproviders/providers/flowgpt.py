@@ -78,7 +78,7 @@ class FlowGpt(Provider):
             "generateAudio": False,
         }
         with call.open(call.url(API_URL), headers=headers, json_body=body) as response:
-            for event in iter_ndjson(call.iter_bytes(response), provider=cls.__name__, max_frame=call.max_frame):
+            for event in iter_ndjson(call.body(response), provider=cls.__name__, max_frame=call.max_frame, reading=call.reading()):
                 if not isinstance(event, dict) or event.get("event") != "text":
                     continue
                 data = event.get("data")

@@ -48,4 +48,4 @@ class GPROChat(Provider):
         )
         data = json.dumps(body).encode()
         with call.open(call.url(cls.api_endpoint), headers=headers, data=data) as response:
-            yield from iter_text(call.iter_bytes(response), provider=cls.__name__)
+            yield from iter_text(call.body(response), provider=cls.__name__, reading=call.reading())

@@ -265,7 +265,7 @@ def _read_chunks(name: str, call: Call, response: requests.Response) -> Iterator
     finished = False
     metadata = call.metadata
     loads = json.loads
-    for data in iter_sse(call.iter_bytes(response), provider=name, max_frame=call.max_frame):
+    for data in iter_sse(call.body(response), provider=name, max_frame=call.max_frame, reading=call.reading()):
         if data == "[DONE]":
             return
         try:
