@@ -107,17 +107,28 @@ def iter_ndjson(
 
 
 def iter_text(chunks: Iterable[bytes], *, provider: str, reading: ContextManager[Any] = _PLAIN) -> Iterator[str]:
-    """Yield UTF-8 text as it arrives; a character split across chunks comes out whole."""
-    decode = codecs.getincrementaldecoder("utf-8-sig")("strict").decode  # drops a leading BOM
+    """Yield UTF-8 text as it arrives; a character split across chunks comes out whole.
+    A byte order mark at the start is dropped."""
+    decode = codecs.getincrementaldecoder("utf-8")("strict").decode
+    reads = iter(chunks)
+    started = False
     with reading:
         try:
-            for chunk in chunks:
+            for chunk in reads:  # until the first text, which may start with a BOM
+                text = decode(chunk)
+                if text:
+                    started = True
+                    text = text[1:] if text[0] == "\ufeff" else text
+                    if text:
+                        yield text
+                    break
+            for chunk in reads:  # the hot loop: nothing else to check
                 text = decode(chunk)
                 if text:
                     yield text
         except UnicodeDecodeError as exc:
             # Text that arrived before the bad bytes (in the same read) is still delivered.
-            valid = exc.object[: exc.start].decode("utf-8-sig")
+            valid = exc.object[: exc.start].decode("utf-8" if started else "utf-8-sig")
             if valid:
                 yield valid
             bad = exc.object[exc.start : exc.end]
