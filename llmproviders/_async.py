@@ -140,6 +140,7 @@ class _Worker:
         self.waiters: List["asyncio.Future[None]"] = []  # consumers parked until something happens
         self.finished = False
         self.stopping = False
+        self.blocked = False  # the worker waits for room in a full buffer
         self.error: Optional[BaseException] = None
         self.thread: Optional[threading.Thread] = None
 
@@ -148,18 +149,23 @@ class _Worker:
         self.thread.start()
 
     def run(self) -> None:
+        """Move deltas into the buffer. The lock is taken only to wait for room or to
+        wake a parked consumer; ``deque.append`` itself is atomic. A consumer that
+        parks re-checks the buffer afterwards, so an append it raced with is not lost."""
         buffer, lock = self.buffer, self.lock
         try:
             for delta in self.stream:
-                with lock:
-                    while len(buffer) >= BUFFER_SIZE and not self.stopping:
-                        lock.wait()
-                    if self.stopping:
-                        break
-                    buffer.append(delta)
-                    waiters, self.waiters = self.waiters, []
-                for waiter in waiters:
-                    _wake(waiter)
+                if len(buffer) >= BUFFER_SIZE:
+                    with lock:
+                        while len(buffer) >= BUFFER_SIZE and not self.stopping:
+                            self.blocked = True
+                            lock.wait(0.5)  # woken by the consumer; the timeout is a safety net
+                        self.blocked = False
+                if self.stopping:
+                    break
+                buffer.append(delta)
+                if self.waiters:
+                    self.wake()
         except BaseException as exc:  # handed to the consumer, which re-raises it
             with lock:
                 if not self.stopping:
@@ -174,6 +180,13 @@ class _Worker:
                 for waiter in waiters:
                     _wake(waiter)
                 _limiter.release()
+
+    def wake(self) -> None:
+        """Resolve the futures of parked consumers (any thread)."""
+        with self.lock:
+            waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            _wake(waiter)
 
     def park(self) -> "asyncio.Future[None]":
         """A future the worker resolves at its next delta or when it finishes.
@@ -233,12 +246,20 @@ class AsyncStream(AsyncIterator[str]):
                 raise StopAsyncIteration
             self._started = True
             worker.start()
+        buffer = worker.buffer
         while True:
+            try:
+                delta = buffer.popleft()  # atomic: no lock on the usual path
+            except IndexError:
+                pass
+            else:
+                if worker.blocked:  # the worker waits for room: give it some
+                    with worker.lock:
+                        worker.lock.notify()
+                return delta
             with worker.lock:
-                if worker.buffer:
-                    delta = worker.buffer.popleft()
-                    worker.lock.notify()
-                    return delta
+                if buffer:
+                    continue
                 if worker.finished:
                     error, worker.error = worker.error, None
                     self._closed = True
@@ -246,6 +267,8 @@ class AsyncStream(AsyncIterator[str]):
                         raise error
                     raise StopAsyncIteration
                 waiter = worker.park()
+            if buffer:  # appended just before we parked: the worker saw no waiter yet
+                continue
             try:
                 await waiter
             except BaseException:  # cancelled or timed out: the consumer is gone
