@@ -84,9 +84,14 @@ def run(root: str, rounds: int = ROUNDS) -> Section:
             f"{max(r['growth_mb'] for r in runs):.1f}", f"{median([r['end_mb'] for r in runs]):.1f}",
             f"{median([r['written_mb'] for r in runs]):.1f}", outcome,
         ])
-        if name == "ours":
-            apart = " (reported apart: keeps the reply to reconcile it)" if kind == "mwai" else ""
-            checks.append(Check(f"{shown} RSS growth under {LIMIT_MB:g} MB while streaming 100 MiB{apart}",
+        if name == "ours" and kind == "mwai":
+            # The issue exempts it: its end event repeats the whole reply, which it keeps
+            # to check the streamed text against. What it must do is complete.
+            checks.append(Check(f"{shown} completes a 100 MiB reply (exempt from the RSS target: it keeps "
+                                "the reply to reconcile it with its end event; growth reported)",
+                                f"{growth:.1f} MB" + ("" if complete else f"; {outcome}"), complete))
+        elif name == "ours":
+            checks.append(Check(f"{shown} RSS growth under {LIMIT_MB:g} MB while streaming 100 MiB",
                                 f"{growth:.1f} MB" + ("" if complete else f"; {outcome}"), complete and growth < LIMIT_MB))
     headers = ["contender", "text received MiB", "peak RSS growth MB (median)", "peak growth MB (max)",
                "growth at end MB", "written MB (wchar)", "outcome"]

@@ -63,7 +63,7 @@ def chart(ratios: Dict[str, Dict[str, float]], ours: List[str], path: Path) -> N
                    "(bold: llmproviders)", fontsize=11)
     axes.legend(loc="lower right", fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
 
 
