@@ -32,6 +32,7 @@ import threading
 from types import TracebackType
 from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Set, Type
 
+from ._exceptions import StreamInterruptedError
 from ._stream import Stream
 
 __all__ = ["AsyncStream", "set_async_limit", "get_async_limit", "DEFAULT_ASYNC_LIMIT"]
@@ -218,6 +219,7 @@ class AsyncStream(AsyncIterator[str]):
         self._worker = _Worker(stream)
         self._started = False
         self._closed = False
+        self._cancelled = False  # a wait for a delta was cancelled: the worker was stopped
 
     @property
     def provider(self) -> str:
@@ -236,6 +238,8 @@ class AsyncStream(AsyncIterator[str]):
         return self
 
     async def __anext__(self) -> str:
+        if self._cancelled:
+            raise await self._interrupted()
         if self._closed:
             raise StopAsyncIteration
         worker = self._worker
@@ -271,7 +275,8 @@ class AsyncStream(AsyncIterator[str]):
                 continue
             try:
                 await waiter
-            except BaseException:  # cancelled or timed out: the consumer is gone
+            except BaseException:  # cancelled or timed out: stop, and never end "normally"
+                self._cancelled = True
                 worker.stop()
                 raise
             if self._closed:  # aclose() ran while we waited
@@ -280,18 +285,39 @@ class AsyncStream(AsyncIterator[str]):
     async def aclose(self) -> None:
         """Stop the stream, close its HTTP response and wait for its worker thread."""
         self._closed = True
-        worker = self._worker
         if not self._started:
             self._stream.close()
             return
-        worker.stop()
-        while True:  # the worker wakes us when it has closed the stream
+        self._worker.stop()
+        await self._finished(clear=True)
+
+    async def _finished(self, *, clear: bool) -> None:
+        """Wait until the worker has closed the stream (it wakes parked consumers)."""
+        worker = self._worker
+        while True:
             with worker.lock:
-                worker.buffer.clear()
+                if clear:
+                    worker.buffer.clear()
                 if worker.finished:
-                    break
+                    return
                 waiter = worker.park()
             await waiter
+
+    async def _interrupted(self) -> StreamInterruptedError:
+        """The error for reading on after a wait for a delta was cancelled: the stream
+        was stopped then, so it must not look complete. ``partial`` is exactly what was
+        delivered (the stream's record minus what was still buffered)."""
+        await self._finished(clear=False)
+        worker = self._worker
+        received = self._stream.text
+        pending = sum(len(delta) for delta in worker.buffer)
+        worker.buffer.clear()
+        self._closed = True
+        return StreamInterruptedError(
+            f"{self.provider}: the stream was stopped when a wait for its next delta was cancelled",
+            provider=self.provider,
+            partial=received[: len(received) - pending],
+        )
 
     async def __aenter__(self) -> "AsyncStream":
         return self

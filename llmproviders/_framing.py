@@ -280,7 +280,7 @@ class _EventFramer:
 
     def finish(self) -> None:
         rest = b"".join(self.pending)
-        if any(line.startswith(b"data") for line in rest.split(b"\n")):
+        if any(line == b"data" or line.startswith(b"data:") for line in rest.split(b"\n")):
             raise StreamInterruptedError(
                 f"{self.provider}: the body ended in the middle of an event: {excerpt(rest)!r}",
                 provider=self.provider,

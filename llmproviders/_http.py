@@ -24,6 +24,7 @@ import logging
 import math
 import re
 import secrets
+import select
 import socket
 import string
 import threading
@@ -382,27 +383,30 @@ class Call:
             yield
         except LLMProvidersError:
             raise
-        except urllib3.exceptions.ReadTimeoutError as exc:
-            if self._past_deadline():
-                raise self._deadline_error(started=True) from exc
-            raise StreamInterruptedError(
-                f"{self.provider}: no data for {self.timeout[1]:g} s (read timeout); "
-                "the stream was cut short",
-                provider=self.provider,
-            ) from exc
-        except urllib3.exceptions.DecodeError as exc:
-            raise ProtocolError(
-                f"{self.provider}: the body could not be decompressed ({_reason(exc)})",
-                provider=self.provider,
-            ) from exc
         except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError) as exc:
-            raise StreamInterruptedError(
-                f"{self.provider}: the connection broke before the reply was complete "
-                f"({_reason(exc)})",
-                provider=self.provider,
-            ) from exc
+            if self.aborted:  # the socket was shut down on purpose: say so
+                raise self._aborted_error() from exc
+            raise self._transport_error(exc) from exc
         if self.aborted:  # an abort can look like a clean end of a close-delimited body
             raise self._aborted_error()
+
+    def _transport_error(self, exc: BaseException) -> LLMProvidersError:
+        """The library's error for a failure while reading a body."""
+        if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+            if self._past_deadline():
+                return self._deadline_error(started=True)
+            return StreamInterruptedError(
+                f"{self.provider}: no data for {self.timeout[1]:g} s (read timeout); the stream was cut short",
+                provider=self.provider,
+            )
+        if isinstance(exc, urllib3.exceptions.DecodeError):
+            return ProtocolError(
+                f"{self.provider}: the body could not be decompressed ({_reason(exc)})", provider=self.provider
+            )
+        return StreamInterruptedError(
+            f"{self.provider}: the connection broke before the reply was complete ({_reason(exc)})",
+            provider=self.provider,
+        )
 
     def iter_bytes(self, response: requests.Response) -> Iterator[bytes]:
         """:meth:`body` with its errors translated, as one generator."""
@@ -414,21 +418,31 @@ class Call:
                 yield chunk
 
     def _drain(self, response: requests.Response, limit: int = 65536, wait: float = 0.05) -> None:
-        """Read what is left of a body whose protocol has ended (after ``[DONE]``, say),
-        waiting at most ``wait`` per read: a body read to its end lets the connection go
-        back to the pool instead of being dropped and reconnected next time."""
+        """After the protocol's end marker (``[DONE]``, say): finish reading the body,
+        so the connection goes back to the pool instead of being dropped.
+
+        Bounded: if nothing more has arrived yet, wait once, at most ``wait`` seconds
+        (and not past the deadline), for the socket to become readable; then read
+        without blocking. A server that keeps the body open, or drips it, only costs
+        the connection, never the caller's time.
+        """
         reads = self._reads
         sock = getattr(getattr(response.raw, "connection", None), "sock", None)
         if reads is None or sock is None:  # nothing was read, or already released to the pool
             return
+        buffered = getattr(getattr(response.raw, "_fp", None), "fp", None)  # http.client's reader
         try:
-            sock.settimeout(wait)
+            sock.settimeout(0.0)
+            if buffered is not None and not buffered.peek(1):  # nothing here yet
+                left = self.remaining()
+                if not select.select([sock], [], [], min(wait, left) if left is not None else wait)[0]:
+                    return
             for chunk in reads:
                 limit -= len(chunk)
                 if limit <= 0:
-                    return  # the body does not end soon: close() drops the connection
+                    return  # more body than an end marker leaves: close() drops the connection
         except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError):
-            pass  # likewise
+            pass  # not all there: likewise
 
     def _aborted_error(self) -> StreamInterruptedError:
         return StreamInterruptedError(f"{self.provider}: the call was aborted", provider=self.provider)
@@ -707,6 +721,13 @@ def _host(url: str) -> str:
 
 def _reason(exc: BaseException) -> str:
     """The root cause of a transport error in a few words, never its URLs or credentials."""
+    try:
+        return _find_reason(exc)
+    except Exception:  # describing an error must never raise one of its own
+        return type(exc).__name__
+
+
+def _find_reason(exc: BaseException) -> str:
     seen = set()
     stack = [exc]
     found: Optional[str] = None
@@ -722,7 +743,9 @@ def _reason(exc: BaseException) -> str:
         elif isinstance(current, urllib3.exceptions.ReadTimeoutError):
             found = found or "read timed out"
         elif isinstance(current, http.client.IncompleteRead):
-            found = found or f"body ended early, {len(current.partial)} bytes into a chunk"
+            # urllib3's subclasses keep a byte count in .partial; http.client keeps the bytes
+            got = current.partial if isinstance(current.partial, int) else len(current.partial)
+            found = found or f"body ended early, after {got} bytes of a chunk or body"
         for nested in (getattr(current, "reason", None), current.__cause__, current.__context__, *current.args):
             if isinstance(nested, BaseException):
                 stack.append(nested)

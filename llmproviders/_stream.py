@@ -5,8 +5,8 @@ it: exhausting it, breaking out of a ``with`` block, calling :meth:`Stream.close
 letting it be garbage-collected closes the response. Errors raised while iterating
 carry, in ``partial``, every character the stream yielded before them. To keep that
 promise for replies of any size without holding them in memory, text beyond
-:data:`SPILL_AFTER` characters is kept in an anonymous temporary file until the
-stream is closed.
+:data:`SPILL_AFTER` characters is kept in an anonymous temporary file, closed
+when the stream object is freed.
 
 Example usage::
 
@@ -123,7 +123,7 @@ class Stream(Iterator[str]):
 
     @property
     def text(self) -> str:
-        """The text yielded so far (still there after the stream ended, until close)."""
+        """The text yielded so far (also after the stream ended or was closed)."""
         return self._record.text()
 
     @property
@@ -137,11 +137,10 @@ class Stream(Iterator[str]):
         return self._next()
 
     def close(self) -> None:
-        """Stop the stream and release its connection (and the text it kept). Safe to
-        call more than once."""
+        """Stop the stream and release its connection. Safe to call more than once.
+        ``text`` stays readable until the stream object itself is gone."""
         self._record.closed = True
         self._iterator.close()  # type: ignore[attr-defined]
-        self._record.release()
 
     def abort(self) -> None:
         """From another thread: wake a read blocked on the socket so the stream ends

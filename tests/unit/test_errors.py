@@ -212,7 +212,11 @@ def test_partial_is_exact_for_replies_larger_than_what_is_kept_in_memory(monkeyp
     assert stream._record.spill is not None  # most of it went to the temporary file
     assert info.value.partial == "".join(received) == "".join(pieces) == stream.text
     stream.close()
-    assert stream._record.spill.closed
+    assert stream.text == "".join(pieces)  # still readable after close
+    spill = stream._record.spill
+    del stream, info  # the error's traceback refers to the stream's record too
+    gc.collect()
+    assert spill.closed  # released with the last reference to the stream's record
 
 
 @responses.activate
