@@ -30,7 +30,10 @@ __all__ = ["iter_ndjson", "iter_text", "iter_sse", "loads_frame", "MAX_FRAME"]
 
 MAX_FRAME = 8 * 1024 * 1024  # bytes in one line or event
 _PLAIN: ContextManager[Any] = contextlib.nullcontext()  # no transport to translate errors of
-MAX_EVENT_LINES = 10_000  # lines in one SSE event
+MAX_EVENT_LINES = 1_000  # lines in one SSE event (real events have one or two)
+#: sseclient-py appends an event's data line by line, so parsing costs about lines x
+#: bytes; an event over this product is refused (a 256 MiB event must be one line).
+MAX_EVENT_WORK = 1 << 28
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -266,6 +269,12 @@ class _EventFramer:
             self.ends_with_newline = chunk[-1] == 10
             if self.size > self.max_frame:
                 raise _too_large(self.provider, "event", self.max_frame)
+            if self.size * self.lines > MAX_EVENT_WORK:
+                raise ProtocolError(
+                    f"{self.provider}: one event of {self.size} bytes has {self.lines} lines; "
+                    "refusing to parse it (a big event must be a few lines)",
+                    provider=self.provider,
+                )
             return b""
         self.ends_with_newline = chunk[-1] == 10
         if cut == len(chunk) and not self.pending:

@@ -98,7 +98,7 @@ def test_cr_only_event_is_not_held_back_for_the_next_chunk():
 def test_event_with_too_many_lines_is_refused_quickly():
     data = b"data: x\n" * 20_000 + b"\n"
     started = time.monotonic()
-    with pytest.raises(ProtocolError, match="more than 10000 lines"):
+    with pytest.raises(ProtocolError, match="more than 1000 lines"):
         list(iter_sse(iter([data]), provider="P"))
     assert time.monotonic() - started < 1.0
 
@@ -119,8 +119,18 @@ def test_crlf_split_between_chunks_in_sse_still_frames_events():
 
 
 def test_event_with_too_many_lines_in_many_chunks_is_refused():
-    with pytest.raises(ProtocolError, match="more than 10000 lines"):
+    with pytest.raises(ProtocolError, match="more than 1000 lines"):
         list(iter_sse(iter([b"data: x\n"] * 20_000 + [b"\n"]), provider="P"))
+
+
+def test_a_big_event_of_many_lines_is_refused_before_quadratic_parsing():
+    line = b"data: " + b"y" * 6000 + b"\n"
+    data = line * 900 + b"\n"  # 5.4 MB in 900 lines: under both caps, but lines x bytes is not
+    chunks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+    started = time.monotonic()
+    with pytest.raises(ProtocolError, match="a big event must be a few lines"):
+        list(iter_sse(iter(chunks), provider="P", max_frame=256 * 1024 * 1024))
+    assert time.monotonic() - started < 1.0
 
 
 def test_rotating_proxies_do_not_keep_a_pool_each():
