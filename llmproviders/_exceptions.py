@@ -173,7 +173,8 @@ class StreamError(LLMProvidersError):
     """The reply went wrong after the response started.
 
     ``partial`` is the text already delivered to the caller before the error, exactly
-    as it was yielded (empty if nothing was).
+    as it was yielded (empty if nothing was). With ``stream=False`` nothing is yielded
+    before the end, so ``partial`` then holds the text received before the error.
     """
 
     def __init__(self, message: str, *, provider: Optional[str] = None, partial: str = "") -> None:
