@@ -202,6 +202,7 @@ def test_partial_is_exact_for_replies_larger_than_what_is_kept_in_memory(monkeyp
     from llmproviders import _stream
 
     monkeypatch.setattr(_stream, "SPILL_AFTER", 10)
+    monkeypatch.setattr(_stream, "JOIN_EVERY", 2)
     pieces = ["Привет ", "мир 👋 ", "x" * 25, "ж" * 7, "end"]
     responses.post(URL, body=body(*pieces, error=ConnectionResetError(104, "reset")))
     stream = GPROChat.create_completion(None, MESSAGES_RU, max_retries=0)
@@ -224,6 +225,7 @@ def test_text_stays_available_after_the_end_until_close(monkeypatch):
     from llmproviders import _stream
 
     monkeypatch.setattr(_stream, "SPILL_AFTER", 4)
+    monkeypatch.setattr(_stream, "JOIN_EVERY", 1)
     responses.post(URL, body=body("abc", "defgh", "ij"))
     stream = GPROChat.create_completion(None, MESSAGES_RU)
     assert list(stream) == ["abc", "defgh", "ij"] and stream.text == "abcdefghij"
