@@ -8,9 +8,10 @@ own cookie jar accepts nothing, so one session serves many threads at once.
 A :class:`Call` is one provider call: where to send (``base_url``), through which
 proxy, with which timeouts. It opens responses, turns every ``requests``/``urllib3``
 failure and every non-2xx status into an error of the library's hierarchy (with
-``raise ... from`` so the cause is kept), and reads bodies with ``read1`` so each
-byte reaches the caller as soon as the socket returns it, for chunked and
-close-delimited bodies alike.
+``raise ... from`` so the cause is kept), and reads bodies so each byte reaches the
+caller as soon as the socket returns it, for chunked and close-delimited bodies
+alike: ``read1`` for the latter, and for chunked bodies a lean reader of the chunk
+framing (:func:`_read_chunks`).
 """
 
 from __future__ import annotations
@@ -355,19 +356,22 @@ class Call:
             ) from exc
 
     def body(self, response: requests.Response) -> Iterator[bytes]:
-        """The reader of ``response``'s body: each HTTP chunk of a chunked body as soon
-        as it is complete (at most ``READ_SIZE`` bytes at a time), and for any other
-        body whatever one socket read returned. Iterate it inside :meth:`reading`,
-        which turns urllib3's errors into the library's.
+        """The reader of ``response``'s body: whatever bytes the socket returned, at
+        most ``READ_SIZE`` at a time, as soon as it returned them. Iterate it inside
+        :meth:`reading`, which turns transport errors into the library's.
 
         ``iter_content()`` would wait for a full chunk of its size, or for EOF when the
-        body is close-delimited; ``read1`` returns as soon as any byte is there, and
-        ``read_chunked`` costs about half of ``read1`` per HTTP chunk.
+        body is close-delimited; ``read1`` returns as soon as any byte is there. A
+        chunked body without content coding (what streaming servers send) is read by
+        :func:`_read_chunks`, straight off the connection's buffered reader.
         """
         raw = response.raw
-        if raw.chunked and raw.supports_chunked_reads():
-            reads: Iterator[bytes] = raw.read_chunked(READ_SIZE, decode_content=True)
-        else:
+        reads: Optional[Iterator[bytes]] = None
+        if raw.chunked:
+            reads = _read_chunks(raw) if _plain_encoding(response) else None
+            if reads is None and raw.supports_chunked_reads():
+                reads = raw.read_chunked(READ_SIZE, decode_content=True)
+        if reads is None:
             reads = iter(lambda: raw.read1(READ_SIZE, decode_content=True), b"")
         self._reads = reads  # a drain after the protocol's end continues this reader
         if self.deadline is not None:
@@ -392,7 +396,7 @@ class Call:
 
     def _transport_error(self, exc: BaseException) -> LLMProvidersError:
         """The library's error for a failure while reading a body."""
-        if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+        if isinstance(exc, (urllib3.exceptions.ReadTimeoutError, socket.timeout)):
             if self._past_deadline():
                 return self._deadline_error(started=True)
             return StreamInterruptedError(
@@ -719,6 +723,79 @@ def _host(url: str) -> str:
     return urlsplit(redact_url(url)).netloc or "the server"
 
 
+class _ChunkFramingError(http.client.HTTPException):
+    """A chunked body whose framing is broken (a bad chunk-size line, a chunk not
+    followed by CRLF); reported as the stream breaking, like a cut connection."""
+
+
+_MAX_CHUNK_LINE = 4096  # bytes in a chunk-size line (with extensions) or a trailer line
+
+
+def _plain_encoding(response: requests.Response) -> bool:
+    """Whether the body has no content coding (gzip and the like are left to urllib3)."""
+    return response.headers.get("Content-Encoding", "identity").strip().lower() in ("", "identity")
+
+
+def _read_chunks(raw: Any) -> Optional[Iterator[bytes]]:
+    """A reader of a chunked body's data, or None where urllib3 must read it.
+
+    urllib3's ``read_chunked`` spends about a microsecond of bookkeeping per HTTP
+    chunk, and streaming servers send one small chunk per token. This reads the same
+    framing from the same buffered socket reader: a chunk's data comes out as soon as
+    it is buffered (``read1``, at most ``READ_SIZE`` bytes at a time; a chunk's last
+    bytes once the CRLF after them is in too), and once the last chunk and the
+    trailers are read the connection goes back to the pool, as urllib3 would do. Broken framing raises :class:`_ChunkFramingError`, a body cut
+    short :class:`http.client.IncompleteRead`, both translated by ``Call.reading``.
+    """
+    message = getattr(raw, "_original_response", None)
+    buffered = getattr(message, "fp", None)
+    if buffered is None or not hasattr(buffered, "read1") or getattr(raw, "_fp", None) is not message:
+        return None
+    return _chunks(raw, message, buffered)
+
+
+def _chunks(raw: Any, message: Any, buffered: Any) -> Iterator[bytes]:
+    readline, read1 = buffered.readline, buffered.read1
+    while True:
+        line = readline(_MAX_CHUNK_LINE + 1)
+        if line[-1:] != b"\n":
+            if len(line) > _MAX_CHUNK_LINE:
+                raise _ChunkFramingError("a chunk-size line too long")
+            raise http.client.IncompleteRead(line)  # the body ended before its last chunk
+        size_text = line.split(b";", 1)[0].strip()
+        if not size_text or size_text.strip(b"0123456789abcdefABCDEF"):  # int() would take "0x1" or "-1"
+            raise _ChunkFramingError("a malformed chunk-size line")
+        left = int(size_text, 16)
+        if not left:
+            break
+        while True:
+            data = read1(min(left, READ_SIZE))
+            if not data:
+                raise http.client.IncompleteRead(b"", left)
+            left -= len(data)
+            if not left:
+                break
+            yield data
+        # The CRLF after the chunk is read before its last bytes are yielded, as urllib3
+        # does: then an empty buffer means that nothing more has arrived (Call._drain).
+        end = readline(3)
+        if end not in (b"\r\n", b"\n"):
+            if not end:
+                raise http.client.IncompleteRead(b"")
+            raise _ChunkFramingError("a chunk not followed by CRLF")
+        yield data
+    while True:  # trailer fields, up to a blank line
+        line = readline(_MAX_CHUNK_LINE + 1)
+        if line in (b"\r\n", b"\n"):
+            break
+        if not line:
+            return  # the connection ended (or, when drained, nothing more is here yet): not reusable
+        if len(line) > _MAX_CHUNK_LINE:
+            raise _ChunkFramingError("a trailer line too long")
+    message.close()  # the body is complete: the connection can be reused
+    raw.release_conn()
+
+
 def _reason(exc: BaseException) -> str:
     """The root cause of a transport error in a few words, never its URLs or credentials."""
     try:
@@ -742,6 +819,8 @@ def _find_reason(exc: BaseException) -> str:
             found = current.strerror
         elif isinstance(current, urllib3.exceptions.ReadTimeoutError):
             found = found or "read timed out"
+        elif isinstance(current, _ChunkFramingError):
+            found = found or str(current)
         elif isinstance(current, http.client.IncompleteRead):
             # urllib3's subclasses keep a byte count in .partial; http.client keeps the bytes
             got = current.partial if isinstance(current.partial, int) else len(current.partial)

@@ -127,3 +127,88 @@ def test_reading_on_after_a_cancelled_wait_raises_instead_of_ending(emulator):
     assert received == pieces[:1] and partial == pieces[0]
     plan.advance(10)
     assert reply_for(MESSAGES)  # the emulator is still fine
+
+
+# -- our chunked-body reader (llmproviders._http._chunks) -------------------------------------
+
+TEXT_CHUNKED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def gpro(base, **kwargs):
+    return GPROChat.create_completion(None, MESSAGES, base_url=base, timeout=5, max_retries=0, **kwargs)
+
+
+def test_chunk_extensions_bare_lf_hex_case_and_trailers_are_read():
+    steps = [b"3;name=value\r\nabc\r\n", b"00A\nd\xc3\xa9fghijkl\n", b"0\r\nX-Trailer: 1\r\n\r\n"]
+    with raw_server(TEXT_CHUNKED, steps, hold=1.0) as base:
+        assert "".join(gpro(base)) == "abcdéfghijkl"
+
+
+def test_a_body_that_closes_after_its_last_chunk_without_the_final_crlf_is_complete():
+    with raw_server(TEXT_CHUNKED, [b"2\r\nok\r\n0\r\n"]) as base:
+        assert "".join(gpro(base)) == "ok"
+
+
+@pytest.mark.parametrize(
+    "bad, reason",
+    [
+        (b"zz\r\n", "a malformed chunk-size line"),
+        (b"0x5\r\n", "a malformed chunk-size line"),  # int(..., 16) alone would take these three
+        (b"-5\r\n", "a malformed chunk-size line"),
+        (b"1_0\r\n", "a malformed chunk-size line"),
+        (b"\r\n", "a malformed chunk-size line"),
+        (b"1" * 5000 + b"\r\n", "a chunk-size line too long"),
+        (b"2\r\nokXX", "a chunk not followed by CRLF"),
+    ],
+)
+def test_broken_chunk_framing_is_an_interruption_that_keeps_the_text(bad, reason):
+    with raw_server(TEXT_CHUNKED, [b"5\r\nHello\r\n", bad], hold=0.2) as base:
+        stream = gpro(base)
+        with pytest.raises(StreamInterruptedError) as info:
+            list(stream)
+    assert info.value.partial == "Hello"
+    assert "connection broke" in str(info.value) and reason in str(info.value)
+
+
+@pytest.mark.parametrize("cut", [b"5\r\nHel", b"5\r\nHello", b"5\r\nHello\r\n", b"5"])
+def test_a_chunked_body_cut_anywhere_is_an_interruption(cut):
+    with raw_server(TEXT_CHUNKED, [b"3\r\nabc\r\n", cut]) as base:
+        with pytest.raises(StreamInterruptedError, match="connection broke") as info:
+            list(gpro(base))
+    assert info.value.partial in ("abc", "abcHel", "abcHello")
+
+
+def test_a_big_chunk_comes_out_as_it_arrives_not_when_it_is_complete():
+    """One chunk holding two pieces of text, the second sent 1 s after the first: the
+    first is a delta at once (urllib3's read_chunked would wait for the whole chunk)."""
+    with raw_server(TEXT_CHUNKED, [b"a\r\nfirst", 1.0, b"-part\r\n0\r\n\r\n"]) as base:
+        stream = gpro(base)
+        started = time.monotonic()
+        assert next(stream) == "first"
+        assert time.monotonic() - started < 0.8
+        assert list(stream) == ["-part"]
+
+
+def test_a_chunk_larger_than_one_read_comes_out_whole():
+    from llmproviders._http import READ_SIZE
+
+    data = ("ж" * (READ_SIZE + 1000)).encode()  # split mid-character between reads too
+    with raw_server(TEXT_CHUNKED, [b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data)]) as base:
+        assert "".join(gpro(base)) == data.decode()
+
+
+def test_a_gzip_chunked_body_is_left_to_urllib3_and_decoded():
+    import gzip
+
+    data = gzip.compress("сжатый ответ".encode())
+    head = TEXT_CHUNKED.replace(b"\r\n\r\n", b"\r\nContent-Encoding: gzip\r\n\r\n")
+    with raw_server(head, [b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data)]) as base:
+        assert "".join(gpro(base)) == "сжатый ответ"
+
+
+def test_a_read_timeout_inside_a_chunked_body_says_read_timeout():
+    with raw_server(TEXT_CHUNKED, [b"2\r\nhi\r\n"], hold=3.0) as base:
+        stream = GPROChat.create_completion(None, MESSAGES, base_url=base, timeout=(5, 0.3), max_retries=0)
+        with pytest.raises(StreamInterruptedError, match="read timeout") as info:
+            list(stream)
+    assert info.value.partial == "hi"
