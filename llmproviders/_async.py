@@ -29,8 +29,9 @@ import asyncio
 import collections
 import itertools
 import threading
+import weakref
 from types import TracebackType
-from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Set, Type
+from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Set, Tuple, Type
 
 from ._exceptions import StreamInterruptedError
 from ._stream import Stream
@@ -118,6 +119,55 @@ def _wake(future: "asyncio.Future[None]") -> bool:
 _limiter = _Limiter(DEFAULT_ASYNC_LIMIT)
 
 
+class _LoopWaker:
+    """Resolves futures of one event loop from worker threads, coalescing wake-ups:
+    while one is pending, the futures of other streams join it instead of each
+    writing to the loop's self-pipe (with many streams at once, most deltas then cost
+    no system call and no extra loop iteration)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = weakref.ref(loop)  # a dict keyed weakly by the loop holds this
+        self._lock = threading.Lock()
+        self._pending: List["asyncio.Future[None]"] = []
+        self._scheduled = False
+
+    def wake(self, future: "asyncio.Future[None]") -> None:
+        with self._lock:
+            self._pending.append(future)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        loop = self._loop()
+        try:
+            if loop is None:
+                raise RuntimeError("the loop is gone")
+            loop.call_soon_threadsafe(self._resolve)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            with self._lock:
+                self._pending.clear()
+                self._scheduled = False
+
+    def _resolve(self) -> None:
+        with self._lock:
+            futures, self._pending = self._pending, []
+            self._scheduled = False
+        for future in futures:
+            if not future.done():
+                future.set_result(None)
+
+
+_wakers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWaker]" = weakref.WeakKeyDictionary()
+_wakers_lock = threading.Lock()
+
+
+def _waker_for(loop: asyncio.AbstractEventLoop) -> _LoopWaker:
+    with _wakers_lock:
+        waker = _wakers.get(loop)
+        if waker is None:
+            waker = _wakers[loop] = _LoopWaker(loop)
+        return waker
+
+
 def set_async_limit(limit: int) -> None:
     """Set how many async streams may run at once in this process (default 64)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
@@ -138,7 +188,9 @@ class _Worker:
         self.stream = stream
         self.buffer: Deque[str] = collections.deque()
         self.lock = threading.Condition(threading.Lock())
-        self.waiters: List["asyncio.Future[None]"] = []  # consumers parked until something happens
+        #: Consumers parked until something happens, each with the waker of its loop.
+        self.waiters: List[Tuple["asyncio.Future[None]", _LoopWaker]] = []
+        self.waker: Optional[_LoopWaker] = None  # the waker of the loop that parked last
         self.finished = False
         self.stopping = False
         self.blocked = False  # the worker waits for room in a full buffer
@@ -178,22 +230,26 @@ class _Worker:
                 with lock:
                     self.finished = True
                     waiters, self.waiters = self.waiters, []
-                for waiter in waiters:
-                    _wake(waiter)
+                for waiter, waker in waiters:
+                    waker.wake(waiter)
                 _limiter.release()
 
     def wake(self) -> None:
         """Resolve the futures of parked consumers (any thread)."""
         with self.lock:
             waiters, self.waiters = self.waiters, []
-        for waiter in waiters:
-            _wake(waiter)
+        for waiter, waker in waiters:
+            waker.wake(waiter)
 
     def park(self) -> "asyncio.Future[None]":
         """A future the worker resolves at its next delta or when it finishes.
         Call with ``lock`` held, after checking there is nothing to take."""
-        waiter = asyncio.get_running_loop().create_future()
-        self.waiters.append(waiter)
+        loop = asyncio.get_running_loop()
+        waker = self.waker
+        if waker is None or waker._loop() is not loop:
+            waker = self.waker = _waker_for(loop)
+        waiter = loop.create_future()
+        self.waiters.append((waiter, waker))
         return waiter
 
     def stop(self) -> None:

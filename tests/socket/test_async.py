@@ -374,3 +374,32 @@ def test_async_stream_exposes_metadata(emulator):
 
     text, metadata = asyncio.run(main())
     assert text == reply_for(MESSAGES) and metadata["finish_reason"] == "stop"
+
+
+def test_loop_waker_coalesces_wakeups_and_survives_a_closed_loop():
+    """Worker threads resolve consumers' futures through one pending callback per loop."""
+    from llmproviders._async import _waker_for
+
+    loop = asyncio.new_event_loop()
+    try:
+        waker = _waker_for(loop)
+        assert _waker_for(loop) is waker
+        futures = [loop.create_future() for _ in range(3)]
+        scheduled = []
+        original = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *args: scheduled.append(original(*args))  # type: ignore[method-assign]
+        threads = [threading.Thread(target=waker.wake, args=(future,)) for future in futures]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(5)
+        assert len(scheduled) == 1  # three wake-ups, one callback
+        loop.run_until_complete(asyncio.wait_for(asyncio.gather(*futures), 5))
+        later = loop.create_future()
+        waker.wake(later)  # after the callback ran, a new wake-up schedules a new one
+        loop.run_until_complete(asyncio.wait_for(later, 5))
+        assert len(scheduled) == 2
+    finally:
+        loop.close()
+    waker.wake(asyncio.Future(loop=loop))  # a closed loop: no error, nothing kept
+    assert not waker._pending and not waker._scheduled
