@@ -25,13 +25,12 @@ import logging
 import math
 import re
 import secrets
-import select
 import socket
 import string
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -39,6 +38,7 @@ import requests.adapters
 import urllib3
 import urllib3.connection
 import urllib3.exceptions
+from urllib3.util.wait import wait_for_read
 
 from ._exceptions import (
     AuthenticationError,
@@ -278,6 +278,7 @@ class Call:
         self._response: Optional[requests.Response] = None
         self._waiting_sock: Any = None  # the socket of a request waiting for its headers
         self._reads: Optional[Iterator[bytes]] = None  # the body reader of the open response
+        self._draining = False  # _drain is reading the rest of a body without blocking
         #: The most bytes one frame may have (the provider's ``max_frame_size``).
         self.max_frame = 8 * 1024 * 1024
         #: What the protocol reports besides text (finish_reason, usage, id, ...).
@@ -366,14 +367,20 @@ class Call:
         :func:`_read_chunks`, straight off the connection's buffered reader.
         """
         raw = response.raw
-        reads: Optional[Iterator[bytes]] = None
-        if raw.chunked:
-            reads = _read_chunks(raw) if _plain_encoding(response) else None
-            if reads is None and raw.supports_chunked_reads():
-                reads = raw.read_chunked(READ_SIZE, decode_content=True)
-        if reads is None:
+        if raw.chunked and _plain_encoding(response):
+            sock = getattr(getattr(raw, "connection", None), "sock", None)
+            if self.deadline is None:
+                chunks = _read_chunks(raw)
+            else:  # its reads keep to the deadline themselves
+                chunks = _read_chunks(raw, self._before_read(sock)) if sock is not None else None
+            if chunks is not None:
+                self._reads = chunks  # a drain after the protocol's end continues this reader
+                return chunks
+        if raw.chunked and raw.supports_chunked_reads():
+            reads: Iterator[bytes] = raw.read_chunked(READ_SIZE, decode_content=True)
+        else:
             reads = iter(lambda: raw.read1(READ_SIZE, decode_content=True), b"")
-        self._reads = reads  # a drain after the protocol's end continues this reader
+        self._reads = reads
         if self.deadline is not None:
             return self._until_deadline(reads, raw)
         return reads
@@ -435,11 +442,13 @@ class Call:
         if reads is None or sock is None:  # nothing was read, or already released to the pool
             return
         buffered = getattr(getattr(response.raw, "_fp", None), "fp", None)  # http.client's reader
+        self._draining = True
         try:
             sock.settimeout(0.0)
             if buffered is not None and not buffered.peek(1):  # nothing here yet
                 left = self.remaining()
-                if not select.select([sock], [], [], min(wait, left) if left is not None else wait)[0]:
+                # poll, not select: select fails on descriptors numbered 1024 and up
+                if not wait_for_read(sock, timeout=min(wait, left) if left is not None else wait):
                     return
             for chunk in reads:
                 limit -= len(chunk)
@@ -447,9 +456,27 @@ class Call:
                     return  # more body than an end marker leaves: close() drops the connection
         except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError):
             pass  # not all there: likewise
+        finally:
+            self._draining = False
 
     def _aborted_error(self) -> StreamInterruptedError:
         return StreamInterruptedError(f"{self.provider}: the call was aborted", provider=self.provider)
+
+    def _before_read(self, sock: Any) -> Callable[[], None]:
+        """For the chunk reader under a deadline: before each socket read, lower the
+        socket's timeout to the time left (a read past the deadline raises). Not while
+        draining: the drain reads without blocking, and its reads must stay that way."""
+
+        def before_read() -> None:
+            if self._draining:
+                return
+            left = self.remaining()
+            assert left is not None
+            if left <= 0:
+                raise self._deadline_error(started=True)
+            sock.settimeout(min(self.timeout[1], left))
+
+        return before_read
 
     def _until_deadline(self, reads: Iterator[bytes], raw: Any) -> Iterator[bytes]:
         """``reads``, but no read may outlast the deadline: the socket's timeout is
@@ -729,6 +756,7 @@ class _ChunkFramingError(http.client.HTTPException):
 
 
 _MAX_CHUNK_LINE = 4096  # bytes in a chunk-size line (with extensions) or a trailer line
+_MAX_TRAILER = 8192  # bytes in the trailer section after the last chunk
 
 
 def _plain_encoding(response: requests.Response) -> bool:
@@ -736,7 +764,7 @@ def _plain_encoding(response: requests.Response) -> bool:
     return response.headers.get("Content-Encoding", "identity").strip().lower() in ("", "identity")
 
 
-def _read_chunks(raw: Any) -> Optional[Iterator[bytes]]:
+def _read_chunks(raw: Any, before_read: Optional[Callable[[], None]] = None) -> Optional[Iterator[bytes]]:
     """A reader of a chunked body's data, or None where urllib3 must read it.
 
     urllib3's ``read_chunked`` spends about a microsecond of bookkeeping per HTTP
@@ -744,18 +772,25 @@ def _read_chunks(raw: Any) -> Optional[Iterator[bytes]]:
     framing from the same buffered socket reader: a chunk's data comes out as soon as
     it is buffered (``read1``, at most ``READ_SIZE`` bytes at a time; a chunk's last
     bytes once the CRLF after them is in too), and once the last chunk and the
-    trailers are read the connection goes back to the pool, as urllib3 would do. Broken framing raises :class:`_ChunkFramingError`, a body cut
-    short :class:`http.client.IncompleteRead`, both translated by ``Call.reading``.
+    trailers are read the connection goes back to the pool, as urllib3 would do.
+    Broken framing raises :class:`_ChunkFramingError`, a body cut short
+    :class:`http.client.IncompleteRead`, both translated by ``Call.reading``.
+
+    ``before_read``, if given, runs before every socket read (at most one per call
+    of ``readline``/``read1`` then): a deadline is kept however a server drips bytes.
     """
     message = getattr(raw, "_original_response", None)
     buffered = getattr(message, "fp", None)
     if buffered is None or not hasattr(buffered, "read1") or getattr(raw, "_fp", None) is not message:
         return None
-    return _chunks(raw, message, buffered)
+    if before_read is None:
+        return _chunks(raw, message, buffered.readline, buffered.read1)
+    return _chunks(raw, message, *_checked_reads(buffered, before_read))
 
 
-def _chunks(raw: Any, message: Any, buffered: Any) -> Iterator[bytes]:
-    readline, read1 = buffered.readline, buffered.read1
+def _chunks(
+    raw: Any, message: Any, readline: Callable[[int], bytes], read1: Callable[[int], bytes]
+) -> Iterator[bytes]:
     while True:
         line = readline(_MAX_CHUNK_LINE + 1)
         if line[-1:] != b"\n":
@@ -784,16 +819,49 @@ def _chunks(raw: Any, message: Any, buffered: Any) -> Iterator[bytes]:
                 raise http.client.IncompleteRead(b"")
             raise _ChunkFramingError("a chunk not followed by CRLF")
         yield data
+    trailer = 0
     while True:  # trailer fields, up to a blank line
         line = readline(_MAX_CHUNK_LINE + 1)
         if line in (b"\r\n", b"\n"):
             break
-        if not line:
-            return  # the connection ended (or, when drained, nothing more is here yet): not reusable
-        if len(line) > _MAX_CHUNK_LINE:
-            raise _ChunkFramingError("a trailer line too long")
+        trailer += len(line)
+        if len(line) > _MAX_CHUNK_LINE or trailer > _MAX_TRAILER:
+            raise _ChunkFramingError("a trailer section too long")
+        if line[-1:] != b"\n":
+            # The connection ended, or (when drained) the rest is not here yet: the body
+            # is complete, but the connection is not known to be clean, so not reused.
+            return
     message.close()  # the body is complete: the connection can be reused
     raw.release_conn()
+
+
+def _checked_reads(
+    buffered: Any, before_read: Callable[[], None]
+) -> Tuple[Callable[[int], bytes], Callable[[int], bytes]]:
+    """``readline`` and ``read1`` over ``buffered`` that call ``before_read`` before each
+    socket read (``peek`` and ``read1`` do at most one; ``readline`` could do many)."""
+
+    def readline(limit: int) -> bytes:
+        parts = []
+        size = 0
+        while size < limit:
+            before_read()
+            data = buffered.peek(1)[: limit - size]  # the buffered bytes, after at most one read
+            if not data:
+                break
+            newline = data.find(b"\n") + 1
+            part = buffered.read(newline or len(data))  # from the buffer: no socket read
+            parts.append(part)
+            size += len(part)
+            if newline:
+                break
+        return b"".join(parts)
+
+    def read1(size: int) -> bytes:
+        before_read()
+        return buffered.read1(size)  # type: ignore[no-any-return]
+
+    return readline, read1
 
 
 def _reason(exc: BaseException) -> str:

@@ -23,9 +23,10 @@ def sse(content: str) -> bytes:
 
 
 @contextmanager
-def raw_server(head: bytes, steps, hold: float = 0.0):
-    """Serve one connection: read the request, send ``head`` then each step (bytes, or
-    a float to sleep), keep the connection open ``hold`` seconds, then close it."""
+def raw_server(head: bytes, steps, hold: float = 0.0, requests: int = 1):
+    """Serve one connection: read a request, send ``head`` then each step (bytes, or
+    a float to sleep), ``requests`` times over; keep the connection open ``hold``
+    seconds, then close it. (A client that opens a second connection gets no answer.)"""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -39,21 +40,28 @@ def raw_server(head: bytes, steps, hold: float = 0.0):
             return
         with conn:
             conn.settimeout(5)
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
-            headers, _, body = data.partition(b"\r\n\r\n")
-            length = int(next((l.split(b":")[1] for l in headers.split(b"\r\n") if l.lower().startswith(b"content-length")), b"0"))
-            while len(body) < length:
-                body += conn.recv(65536)
             try:
-                conn.sendall(head)
-                for step in steps:
-                    if isinstance(step, float):
-                        if stop.wait(step):
+                for _ in range(requests):
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        received = conn.recv(65536)
+                        if not received:
+                            return  # the client closed the connection
+                        data += received
+                    headers, _, body = data.partition(b"\r\n\r\n")
+                    length = int(next((l.split(b":")[1] for l in headers.split(b"\r\n") if l.lower().startswith(b"content-length")), b"0"))
+                    while len(body) < length:
+                        received = conn.recv(65536)
+                        if not received:
                             return
-                    else:
-                        conn.sendall(step)
+                        body += received
+                    conn.sendall(head)
+                    for step in steps:
+                        if isinstance(step, float):
+                            if stop.wait(step):
+                                return
+                        else:
+                            conn.sendall(step)
                 stop.wait(hold)
             except OSError:
                 pass
@@ -212,3 +220,90 @@ def test_a_read_timeout_inside_a_chunked_body_says_read_timeout():
         with pytest.raises(StreamInterruptedError, match="read timeout") as info:
             list(stream)
     assert info.value.partial == "hi"
+
+
+def test_a_trailer_section_without_end_is_refused():
+    steps = [b"2\r\nok\r\n0\r\n"] + [b"X-Flood: " + b"z" * 100 + b"\r\n"] * 100  # 10 KB, no blank line
+    with raw_server(TEXT_CHUNKED, steps, hold=1.0) as base:
+        with pytest.raises(StreamInterruptedError, match="trailer section too long") as info:
+            list(gpro(base))
+    assert info.value.partial == "ok"
+
+
+@pytest.mark.parametrize(
+    "drip",
+    [
+        [b"3\r\nabc\r\n0\r\n"] + [0.2, b"X-Drip: 1\r\n"] * 20 + [b"\r\n"],  # trailer lines
+        [b"3\r\nabc\r\n"] + [0.2, b"0"] * 20 + [b"1\r\nx\r\n0\r\n\r\n"],  # one chunk-size line
+    ],
+    ids=["trailers", "size-line"],
+)
+def test_a_server_dripping_bytes_cannot_stretch_the_deadline(drip):
+    with raw_server(TEXT_CHUNKED, drip) as base:
+        started = time.monotonic()
+        with pytest.raises(StreamInterruptedError, match="deadline") as info:
+            list(gpro(base, deadline=0.6))
+    assert info.value.partial == "abc"
+    assert time.monotonic() - started < 1.5  # every socket read got only the time left
+
+
+def test_a_trailer_line_split_when_drained_does_not_release_the_connection():
+    """In the non-blocking drain, readline() returns what is there: "X-T: 1\\r" then
+    "\\n" must not be taken for the blank line that ends the trailers."""
+    import io
+
+    from llmproviders._http import _chunks
+
+    class Scripted(io.RawIOBase):  # each read returns the next piece; None: nothing yet (EAGAIN)
+        def __init__(self, pieces):
+            self.pieces = list(pieces)
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            piece = self.pieces.pop(0) if self.pieces else None
+            if piece is None:
+                return None
+            buffer[: len(piece)] = piece
+            return len(piece)
+
+    class Response:
+        released = closed = False
+
+        def release_conn(self):
+            self.released = True
+
+        def close(self):
+            self.closed = True
+
+    reader = io.BufferedReader(Scripted([b"3\r\nabc\r\n0\r\nX-T: 1\r", None, b"\n", None, b"\r\n"]))
+    response = Response()
+    assert list(_chunks(response, response, reader.readline, reader.read1)) == [b"abc"]
+    assert not response.released and not response.closed
+
+
+def test_the_drain_reuses_connections_with_descriptors_numbered_over_1024():
+    """select() fails for a descriptor >= 1024; the drain waits with poll."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 2048 if hard == resource.RLIM_INFINITY else min(hard, 2048)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
+    held = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        done = chunk(b"data: [DONE]\n\n")
+        # the final chunk comes a moment after [DONE]: the drain has to wait for it
+        with raw_server(CHUNKED, [chunk(sse("a")), done, 0.02, b"0\r\n\r\n"], requests=3) as base:
+            from llmproviders import _http
+
+            _http.close_sessions()
+            replies = ["".join(Ylokh.create_completion(None, MESSAGES, base_url=base, timeout=2, max_retries=0)) for _ in range(3)]
+        assert replies == ["a"] * 3  # one connection served all three: the server accepts only one
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
