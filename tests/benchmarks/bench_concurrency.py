@@ -26,7 +26,7 @@ from typing import Callable, Dict, List
 from .harness import Check, Section, interleaved, median, peak_rss, ratio, run_child, table
 
 STREAMS, EVENTS, PACE = 100, 200, 0.002
-ROUNDS = 7
+ROUNDS = 8  # two full cycles of the balanced orders of four contenders
 ASYNC_LIMIT = 128
 CONTENDERS = ["async facade", "threads", "aiohttp", "AsyncOpenAI"]
 CPU_TARGET = 1.15  # async facade CPU per delta vs threads

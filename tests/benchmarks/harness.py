@@ -40,15 +40,32 @@ class Section:
 
 
 def interleaved(names: Sequence[str], measure: Callable[[str], T], rounds: int) -> Dict[str, List[T]]:
-    """Measure every contender once per round; each round starts one contender later,
-    so every contender runs in every position and slow phases of a noisy machine hit
-    all of them alike."""
+    """Measure every contender once per round, in orders that balance carry-over: over
+    len(names) rounds (2x that for an odd count) each contender runs right after
+    every other one equally often, so a contender that leaves the machine busy (or
+    cold) slows all the others alike. (A plain rotation always put the same
+    contender after AsyncOpenAI, which taxed it ~10% in the concurrency workload.)"""
     samples: Dict[str, List[T]] = {name: [] for name in names}
-    for index in range(rounds):
-        shift = index % len(names)
-        for name in list(names[shift:]) + list(names[:shift]):
-            samples[name].append(measure(name))
+    for order in balanced_orders(len(names), rounds):
+        for index in order:
+            samples[names[index]].append(measure(names[index]))
     return samples
+
+
+def balanced_orders(count: int, rounds: int) -> List[List[int]]:
+    """Williams' Latin square: orders of ``range(count)`` in which every ordered pair
+    of neighbours occurs equally often over a full cycle of rows."""
+    first, low, high = [0], 1, count - 1
+    while len(first) < count:
+        first.append(low)
+        low += 1
+        if len(first) < count:
+            first.append(high)
+            high -= 1
+    rows = [[(index + shift) % count for index in first] for shift in range(count)]
+    if count % 2:
+        rows += [row[::-1] for row in rows]
+    return [rows[round_ % len(rows)] for round_ in range(rounds)]
 
 
 def median(values: Sequence[float]) -> float:
