@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository (so `-m tests.benchmarks...` works)
 T = TypeVar("T")
@@ -39,16 +39,24 @@ class Section:
     data: Dict[str, Any] = field(default_factory=dict)
 
 
-def interleaved(names: Sequence[str], measure: Callable[[str], T], rounds: int) -> Dict[str, List[T]]:
+def interleaved(
+    names: Sequence[str], measure: Callable[[str], T], rounds: int, *, only_first: Optional[Dict[str, int]] = None
+) -> Dict[str, List[T]]:
     """Measure every contender once per round, in orders that balance carry-over: over
     len(names) rounds (2x that for an odd count) each contender runs right after
     every other one equally often, so a contender that leaves the machine busy (or
     cold) slows all the others alike. (A plain rotation always put the same
-    contender after AsyncOpenAI, which taxed it ~10% in the concurrency workload.)"""
+    contender after AsyncOpenAI, which taxed it ~10% in the concurrency workload.)
+
+    ``only_first`` limits slow contenders to the first rounds; their samples still
+    pair with the other contenders' samples of the same rounds (see :func:`ratio`)."""
     samples: Dict[str, List[T]] = {name: [] for name in names}
+    limits = only_first or {}
     for order in balanced_orders(len(names), rounds):
         for index in order:
-            samples[names[index]].append(measure(names[index]))
+            name = names[index]
+            if len(samples[name]) < limits.get(name, rounds):
+                samples[name].append(measure(name))
     return samples
 
 
@@ -75,7 +83,8 @@ def median(values: Sequence[float]) -> float:
 def ratio(mine: Sequence[float], baseline: Sequence[float]) -> float:
     """The median of the per-round ratios: each round's measurement against the
     baseline's in the same round, seconds apart, so a burst of load elsewhere on the
-    machine slows both sides of a ratio rather than one median."""
+    machine slows both sides of a ratio rather than one median. (A contender measured
+    in the first rounds only pairs with those rounds.)"""
     return median([a / b for a, b in zip(mine, baseline)])
 
 

@@ -1,6 +1,6 @@
 """Run the benchmark workloads and write ``results/RESULTS.md`` and ``results/throughput.png``.
 
-    pip install -e ".[bench]" && python -m tests.benchmarks            # all four, about 3.5 minutes
+    pip install -e ".[bench]" && python -m tests.benchmarks            # all four, about 4.5 minutes
     python -m tests.benchmarks latency memory                          # some (prints only)
 
 One loopback server process serves every workload (``server.py``); the clients run in
@@ -67,7 +67,7 @@ def chart(ratios: Dict[str, Dict[str, float]], ours: List[str], path: Path) -> N
     plt.close(figure)
 
 
-def report(sections: List[Section], facts: List[Tuple[str, str]], seconds: float) -> str:
+def report(sections: List[Section], facts: List[Tuple[str, str]], seconds: float, timings: List[float]) -> str:
     checks = [check for section in sections for check in section.checks]
     met = sum(check.met for check in checks)
     parts = [
@@ -77,7 +77,7 @@ def report(sections: List[Section], facts: List[Tuple[str, str]], seconds: float
         f"## Targets: {met} of {len(checks)} met\n\n"
         + table(["target", "measured", "met"], [[c.target, c.measured, yes(c.met)] for c in checks]),
     ]
-    parts += [f"## {section.title}\n\n{section.markdown}" for section in sections]
+    parts += [f"## {section.title} ({took:.0f} s)\n\n{section.markdown}" for section, took in zip(sections, timings)]
     parts.insert(3, "![throughput](throughput.png)")
     return "\n\n".join(parts) + "\n"
 
@@ -90,17 +90,20 @@ def main(argv: List[str] = sys.argv[1:]) -> None:
     started = time.perf_counter()
     facts = machine()  # before the run: the source measured, not what it became meanwhile
     print(table(["", ""], facts) + "\n", flush=True)
-    sections = []
+    sections, timings = [], []
     with serve() as root:
         for name in names:
             print(f"## {name}\n", flush=True)
+            began = time.perf_counter()
             sections.append(WORKLOADS[name](root))
+            timings.append(time.perf_counter() - began)
+            print(f"({name}: {timings[-1]:.0f} s)\n", flush=True)
     seconds = time.perf_counter() - started
     for check in (check for section in sections for check in section.checks):
         print(f"{'met   ' if check.met else 'MISSED'}  {check.target}: {check.measured}")
     print(f"\ntotal {seconds:.0f} s")
     if names == list(WORKLOADS):  # only a full run replaces the published results
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "RESULTS.md").write_text(report(sections, facts, seconds))
+        (RESULTS / "RESULTS.md").write_text(report(sections, facts, seconds, timings))
         chart(sections[0].data["ratios"], sections[0].data["ours"], RESULTS / "throughput.png")
         print(f"wrote {RESULTS / 'RESULTS.md'} and {RESULTS / 'throughput.png'}  ({COMMAND})")
