@@ -8,7 +8,7 @@
 import json
 
 import responses
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from llmproviders import Chatgpt4Online, FlowGpt, GPROChat, StreamError, Ylokh
@@ -46,10 +46,14 @@ def test_ndjson_rechunking_is_invisible(parts, cuts):
 
 
 @given(texts, cut_points)
+@example(["\ufeff"], [])  # found by hypothesis: the leading BOM is dropped, as documented
+@example(["\ufeffa", "\ufeff"], [1, 2, 4])  # only the leading one, wherever the cuts fall
 @settings(max_examples=300)
 def test_text_rechunking_is_invisible(parts, cuts):
-    data = "".join(parts).encode()
-    assert "".join(iter_text(iter(rechunk(data, cuts)), provider="P")) == "".join(parts)
+    text = "".join(parts)
+    data = text.encode()
+    expected = text[1:] if text.startswith("\ufeff") else text  # iter_text drops a leading BOM
+    assert "".join(iter_text(iter(rechunk(data, cuts)), provider="P")) == expected
 
 
 @given(texts, cut_points, st.sampled_from(["\n", "\r\n", "\r"]))
