@@ -31,7 +31,7 @@ import itertools
 import threading
 import weakref
 from types import TracebackType
-from typing import Any, AsyncIterator, Deque, Dict, List, Optional, Set, Tuple, Type
+from typing import Any, AsyncIterator, Callable, Deque, Dict, List, Optional, Set, Tuple, Type
 
 from ._exceptions import StreamInterruptedError
 from ._stream import Stream
@@ -119,38 +119,49 @@ def _wake(future: "asyncio.Future[None]") -> bool:
 _limiter = _Limiter(DEFAULT_ASYNC_LIMIT)
 
 
+class _Batch(List["asyncio.Future[None]"]):
+    """Futures waiting for one scheduled ``_resolve`` (weakly referable)."""
+
+    __slots__ = ("__weakref__",)
+
+
 class _LoopWaker:
     """Resolves futures of one event loop from worker threads, coalescing wake-ups:
     while one is pending, the futures of other streams join it instead of each
     writing to the loop's self-pipe (with many streams at once, most deltas then cost
-    no system call and no extra loop iteration)."""
+    no system call and no extra loop iteration).
+
+    Only the scheduled callback holds its batch of futures (the waker keeps a weak
+    reference): if a loop drops the callback (closed or discarded without running
+    again), the batch and the loop go with it, and the next wake-up schedules anew.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)  # a dict keyed weakly by the loop holds this
         self._lock = threading.Lock()
-        self._pending: List["asyncio.Future[None]"] = []
-        self._scheduled = False
+        self._batch: Callable[[], Optional[_Batch]] = lambda: None  # the scheduled one, weakly
 
     def wake(self, future: "asyncio.Future[None]") -> None:
         with self._lock:
-            self._pending.append(future)
-            if self._scheduled:
+            batch = self._batch()
+            if batch is not None:
+                batch.append(future)
                 return
-            self._scheduled = True
+            batch = _Batch([future])
+            self._batch = weakref.ref(batch)
         loop = self._loop()
+        if loop is None:
+            return  # the loop is gone: nobody is waiting any more
         try:
-            if loop is None:
-                raise RuntimeError("the loop is gone")
-            loop.call_soon_threadsafe(self._resolve)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            with self._lock:
-                self._pending.clear()
-                self._scheduled = False
+            loop.call_soon_threadsafe(self._resolve, batch)
+        except RuntimeError:  # the loop is closed: likewise
+            pass
 
-    def _resolve(self) -> None:
+    def _resolve(self, batch: _Batch) -> None:
         with self._lock:
-            futures, self._pending = self._pending, []
-            self._scheduled = False
+            if self._batch() is batch:
+                self._batch = lambda: None  # later wake-ups start a new batch
+            futures = list(batch)
         for future in futures:
             if not future.done():
                 future.set_result(None)
@@ -214,9 +225,9 @@ class _Worker:
                             self.blocked = True
                             lock.wait(0.5)  # woken by the consumer; the timeout is a safety net
                         self.blocked = False
+                buffer.append(delta)  # before the stop check: the stream recorded it as yielded
                 if self.stopping:
                     break
-                buffer.append(delta)
                 if self.waiters:
                     self.wake()
         except BaseException as exc:  # handed to the consumer, which re-raises it

@@ -401,5 +401,66 @@ def test_loop_waker_coalesces_wakeups_and_survives_a_closed_loop():
         assert len(scheduled) == 2
     finally:
         loop.close()
-    waker.wake(asyncio.Future(loop=loop))  # a closed loop: no error, nothing kept
-    assert not waker._pending and not waker._scheduled
+    waker.wake(asyncio.Future(loop=loop))  # a closed loop: no error
+    waker.wake(asyncio.Future(loop=loop))  # and no batch left waiting for a callback that never runs
+    assert waker._batch() is None
+
+
+def test_a_wake_up_the_loop_never_runs_does_not_keep_the_loop_alive():
+    """Review: a callback dropped by a loop closed while it was pending kept the
+    waker's futures, and through them the loop, in the module's dict forever."""
+    import weakref
+
+    from llmproviders._async import AsyncStream
+    from llmproviders._stream import Stream
+
+    release = threading.Event()
+
+    def deltas():
+        yield "a"
+        release.wait(5)
+        yield "b"  # the worker gets it after the consumer's wait timed out, and finishes
+
+    loop = asyncio.new_event_loop()
+    stream = AsyncStream(Stream(deltas(), provider="x", model="m"))
+
+    async def consume():
+        assert await stream.__anext__() == "a"
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(stream.__anext__(), 0.2)
+
+    loop.run_until_complete(consume())  # the loop stops with the consumer's future parked
+    release.set()
+    stream._worker.thread.join(5)  # its wake-up is scheduled on the stopped loop, never run
+    loop.close()
+    alive = weakref.ref(loop)
+    del loop, stream, consume
+    gc.collect()
+    assert alive() is None
+
+
+def test_partial_after_a_cancelled_wait_is_what_was_received():
+    """Review: the worker dropped a delta it had taken from the stream when it saw the
+    stop, so partial (the stream's record minus the buffer) counted it as received."""
+    from llmproviders._async import AsyncStream
+    from llmproviders._stream import Stream
+
+    release = threading.Event()
+
+    def deltas():
+        yield "a"
+        release.wait(5)
+        yield "b"  # taken by the worker after the consumer's wait was cancelled
+
+    async def main():
+        stream = AsyncStream(Stream(deltas(), provider="x", model="m"))
+        received = [await stream.__anext__()]
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(stream.__anext__(), 0.2)
+        release.set()
+        with pytest.raises(StreamInterruptedError) as info:
+            await asyncio.wait_for(stream.__anext__(), 5)
+        return "".join(received), info.value.partial
+
+    received, partial = asyncio.run(main())
+    assert received == partial == "a"
