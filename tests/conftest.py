@@ -5,7 +5,7 @@ import pytest
 from llmproviders import Provider, _http
 from llmproviders._retry import RetryPolicy
 
-# Our own pytest plugin provides the `llm_emulator` fixture (dogfooded by tests/socket).
+# Our own pytest plugin provides the `llm_emulator` fixture (dogfooded by tests/integration).
 pytest_plugins = ["llmproviders.testing.pytest_plugin"]
 
 

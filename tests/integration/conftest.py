@@ -26,7 +26,7 @@ FRAMINGS = ["chunked", "close"]
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        if "tests/socket/" in str(item.fspath).replace("\\", "/") and item.get_closest_marker("timeout") is None:
+        if "tests/integration/" in str(item.fspath).replace("\\", "/") and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(30))
 
 
