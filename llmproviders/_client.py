@@ -24,7 +24,6 @@ import time
 from types import TracebackType
 from typing import Any, AsyncIterator, Dict, Iterator, List, Literal, Optional, Type, Union, overload
 
-from ._async import AsyncStream
 from ._completion import AnyProvider, resolve_provider
 from ._http import TimeoutArg, random_string
 from ._messages import Messages
@@ -132,6 +131,8 @@ class Completions:
         deltas = self._start(model, messages, stream, options)
         if stream:
             return AsyncChatCompletionStream(deltas)
+        from ._async import AsyncStream
+
         async with AsyncStream(deltas) as pieces:
             text = "".join([piece async for piece in pieces])
         return _completion(deltas, text)
@@ -222,6 +223,8 @@ class AsyncChatCompletionStream(AsyncIterator[ChatCompletionChunk]):
 
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
+        from ._async import AsyncStream
+
         self._deltas = AsyncStream(stream)
         self._chunks = self._run()
 

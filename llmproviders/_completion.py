@@ -11,14 +11,16 @@ Example usage::
 
 from __future__ import annotations
 
-from typing import Any, Optional, Type, Union
+from typing import TYPE_CHECKING, Any, Optional, Type, Union
 
-from ._async import AsyncStream
 from ._exceptions import ProviderNotFoundError
 from ._fallback import RetryProvider
 from ._messages import Messages
 from ._provider import Provider, get_provider, list_providers
 from ._stream import Stream
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._async import AsyncStream
 
 __all__ = ["ChatCompletion", "resolve_provider"]
 
@@ -67,7 +69,7 @@ class ChatCompletion:
         provider: Union[None, str, AnyProvider] = None,
         stream: bool = False,
         **kwargs: Any,
-    ) -> Union[str, AsyncStream]:
+    ) -> Union[str, "AsyncStream"]:
         """The async form of :meth:`create`: the whole text, or with ``stream=True`` an
         :class:`AsyncStream` of deltas."""
         cls = resolve_provider(provider, model)

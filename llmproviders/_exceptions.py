@@ -12,12 +12,14 @@ catches those keeps working::
     ├── UnsupportedOptionError        (TypeError)   unknown keyword option for this provider
     ├── ProviderNotFoundError         (LookupError) unknown provider name
     ├── RetryProviderError                          every provider of a RetryProvider failed
+    ├── ContextWindowExceededError                  the prompt does not fit the model's context (never retried)
     ├── TransportError                              no usable response: connect/TLS/proxy failure
     │   └── RequestTimeoutError                     connect or read timeout before the response
     ├── ResponseStatusError                         non-2xx status (``status_code``, ``body``)
     │   ├── AuthenticationError                     401
     │   ├── RateLimitError                          429 (``retry_after``)
     │   └── CloudflareError                         a bot-protection challenge page
+    ├── StructuredOutputError         (ValueError)  ``stream.json()``: the reply is not JSON (``text``)
     └── StreamError                                 the reply itself went wrong (``partial``)
         ├── ProtocolError                           a malformed frame or body from upstream
         │   └── ReplyMismatchError                  the final reply contradicts the streamed text
@@ -27,7 +29,7 @@ catches those keeps working::
 
 Constructors take the message positionally and everything else by keyword. When a
 call was retried, the error raised is the last attempt's, and ``attempts`` lists the
-errors of the attempts before it (its message says how many there were and why). Errors
+errors of the attempts before it (``str(error)`` then says how many there were and why). Errors
 never include request headers or bodies (they may hold credentials); they carry the
 provider name and, for status errors, a short excerpt of the upstream's body.
 """
@@ -49,6 +51,7 @@ __all__ = [
     "AuthenticationError",
     "RateLimitError",
     "CloudflareError",
+    "StructuredOutputError",
     "StreamError",
     "ProtocolError",
     "ReplyMismatchError",
@@ -56,6 +59,7 @@ __all__ = [
     "EmptyResponseError",
     "StreamInterruptedError",
     "RetryProviderError",
+    "ContextWindowExceededError",
 ]
 
 
@@ -73,7 +77,28 @@ class LLMProvidersError(Exception):
         self.attempts: List["LLMProvidersError"] = []
 
     def __str__(self) -> str:
-        return self.message
+        if not self.attempts:
+            return self.message
+        return f"{self.message} {_attempts_summary(self, self.attempts)}"
+
+
+def _attempts_summary(error: LLMProvidersError, failures: Sequence[BaseException]) -> str:
+    """``[3 attempts; earlier: 1) ...; 2) ...]``: what the earlier attempts of a call ran into."""
+    total = len(failures) + 1
+    final = _one_line(error, error.message)
+    earlier = [_one_line(e, getattr(e, "message", str(e))) for e in failures]
+    if all(line == final for line in earlier):
+        return f"[{total} attempts, all failed the same way]"
+    reasons = "; ".join(f"{n}) {line}" for n, line in enumerate(earlier, 1))
+    return f"[{total} attempts; earlier: {reasons}]"
+
+
+def _one_line(error: BaseException, text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    prefix = f"{getattr(error, 'provider', None)}: "
+    if text.startswith(prefix):
+        text = text[len(prefix) :]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class InvalidArgumentError(LLMProvidersError, ValueError):
@@ -169,17 +194,40 @@ class CloudflareError(ResponseStatusError):
     """The upstream answered with a bot-protection challenge page instead of the API."""
 
 
+class StructuredOutputError(LLMProvidersError, ValueError):
+    """``stream.json()``: the reply's text is not the JSON asked for. ``text`` keeps it."""
+
+    def __init__(self, message: str, *, provider: Optional[str] = None, text: str = "") -> None:
+        super().__init__(message, provider=provider)
+        self.text = text
+
+
 class StreamError(LLMProvidersError):
     """The reply went wrong after the response started.
 
     ``partial`` is the text already delivered to the caller before the error, exactly
     as it was yielded (empty if nothing was). With ``stream=False`` nothing is yielded
-    before the end, so ``partial`` then holds the text received before the error.
+    before the end, so ``partial`` then holds the text received before the error. It is
+    read from the stream's record when first asked for, so an error after a very long
+    reply costs no memory unless ``partial`` is used.
     """
 
-    def __init__(self, message: str, *, provider: Optional[str] = None, partial: str = "") -> None:
+    def __init__(self, message: str, *, provider: Optional[str] = None, partial: Optional[str] = None) -> None:
         super().__init__(message, provider=provider)
-        self.partial = partial
+        self._partial: Optional[str] = partial
+        self._partial_source: Any = None  # a record of the delivered text (see Stream)
+
+    @property
+    def partial(self) -> str:
+        if self._partial is None:
+            source, self._partial_source = self._partial_source, None
+            self._partial = source.text() if source is not None else ""
+        return self._partial
+
+    @partial.setter
+    def partial(self, value: str) -> None:
+        self._partial = value
+        self._partial_source = None
 
 
 class ProtocolError(StreamError):
@@ -232,3 +280,30 @@ class RetryProviderError(LLMProvidersError):
     def __init__(self, message: str, *, errors: Mapping[str, BaseException]) -> None:
         super().__init__(message)
         self.errors = dict(errors)
+
+
+class ContextWindowExceededError(LLMProvidersError):
+    """The server refused the request because it does not fit the model's context window
+    (llama.cpp's ``exceed_context_size_error``, OpenAI's ``context_length_exceeded``).
+    Never retried, whatever the HTTP status: asking again cannot help.
+
+    ``n_prompt_tokens`` and ``n_ctx`` are the prompt's size and the context's, where the
+    server said them; ``status_code`` is the HTTP status (None inside a stream);
+    ``error`` the server's error object.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: Optional[str] = None,
+        n_prompt_tokens: Optional[int] = None,
+        n_ctx: Optional[int] = None,
+        status_code: Optional[int] = None,
+        error: Any = None,
+    ) -> None:
+        super().__init__(message, provider=provider)
+        self.n_prompt_tokens = n_prompt_tokens
+        self.n_ctx = n_ctx
+        self.status_code = status_code
+        self.error = error

@@ -70,3 +70,9 @@ def format_prompt(messages: Messages) -> str:
         return str(messages[0]["content"])
     lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
     return "\n".join(lines) + "\nAssistant:"
+
+
+def text_messages(messages: Any, provider: str) -> List[Dict[str, Any]]:
+    """``messages`` checked for a provider whose protocol carries only text (placeholder
+    until part lists are accepted: every content is already a string here)."""
+    return validate_messages(messages)
