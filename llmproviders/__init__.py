@@ -41,7 +41,7 @@ from ._exceptions import (
     UnsupportedOptionError,
 )
 from ._fallback import RetryProvider
-from ._messages import Messages, format_prompt
+from ._messages import Messages, format_prompt, image
 from ._provider import Provider, get_provider, list_providers, register_provider
 from ._retry import RetryPolicy
 from ._stream import Stream
@@ -66,6 +66,7 @@ __all__ = [
     "get_async_limit",
     "Messages",
     "format_prompt",
+    "image",
     "get_provider",
     "list_providers",
     "register_provider",
