@@ -44,7 +44,7 @@ from ._exceptions import (
 )
 from .events import Event, Finish, ReasoningDelta, RefusalDelta, TextDelta, ToolCall, ToolCallDelta, Usage
 from ._fallback import RetryProvider
-from ._messages import Messages, format_prompt
+from ._messages import Messages, format_prompt, image
 from ._provider import Provider, get_provider, list_providers, register_provider
 from ._retry import RetryPolicy
 from ._stream import Stream
@@ -93,6 +93,7 @@ __all__ = [
     "ToolCall",
     "Usage",
     "Finish",
+    "image",
     "get_provider",
     "list_providers",
     "register_provider",

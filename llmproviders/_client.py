@@ -24,8 +24,9 @@ import time
 from types import TracebackType
 from typing import Any, AsyncIterator, Dict, Iterator, List, Literal, Optional, Type, Union, overload
 
-from ._completion import AnyProvider, resolve_provider
-from ._http import TimeoutArg, random_string
+from ._completion import AnyProvider, check_provider, resolve_provider
+from ._exceptions import InvalidArgumentError
+from ._http import DEFAULT_TIMEOUT, TimeoutArg, check_base_url, random_string, redact_url, resolve_timeout
 from ._messages import Messages
 from ._stream import Stream
 from .types import (
@@ -51,6 +52,12 @@ class Client:
     only to providers that take one, such as :class:`OpenAICompatible`); a call's own
     keyword arguments win. ``provider=None`` picks, per call, the first provider that
     lists the model.
+
+    The arguments are checked here, not at the first call: a provider name must be
+    registered and a class must be a provider (:class:`InvalidArgumentError`,
+    :class:`ProviderNotFoundError`); ``base_url``, ``proxy`` and ``timeout`` follow the
+    rules of a call; ``api_key`` is a non-empty string. ``repr()`` shows ``base_url``
+    without credentials or query.
     """
 
     def __init__(
@@ -62,6 +69,15 @@ class Client:
         proxy: Optional[str] = None,
         timeout: TimeoutArg = None,
     ) -> None:
+        check_provider(provider)
+        if base_url is not None:
+            check_base_url(base_url)
+        if proxy is not None:
+            _check_proxy(proxy)
+        if timeout is not None:
+            resolve_timeout(timeout, DEFAULT_TIMEOUT)
+        if api_key is not None and (not isinstance(api_key, str) or not api_key):
+            raise InvalidArgumentError(f"api_key must be a non-empty string, not {type(api_key).__name__}")
         self.provider = provider
         self.base_url = base_url
         self.proxy = proxy
@@ -76,7 +92,23 @@ class Client:
     def __repr__(self) -> str:
         provider = self.provider
         name = provider if isinstance(provider, str) or provider is None else getattr(provider, "__name__", provider)
-        return f"<Client provider={name!r} base_url={self.base_url!r}>"
+        base_url = redact_url(self.base_url) if self.base_url is not None else None
+        return f"<Client provider={name!r} base_url={base_url!r}>"
+
+
+#: The proxy schemes requests can use (socks* with the ``socks`` extra).
+PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
+
+
+def _check_proxy(proxy: Any) -> None:
+    """A call's rule for ``proxy`` (a URL), checked when the client is made. The value
+    is never echoed: it may hold credentials."""
+    scheme = proxy.split("://", 1)[0].lower() if isinstance(proxy, str) and "://" in proxy else None
+    if scheme not in PROXY_SCHEMES:
+        raise InvalidArgumentError(
+            "proxy must be a URL such as 'http://host:3128' or 'socks5://host:1080' "
+            f"(schemes: {', '.join(PROXY_SCHEMES)})"
+        )
 
 
 class Chat:

@@ -32,11 +32,15 @@ call was retried, the error raised is the last attempt's, and ``attempts`` lists
 errors of the attempts before it (``str(error)`` then says how many there were and why). Errors
 never include request headers or bodies (they may hold credentials); they carry the
 provider name and, for status errors, a short excerpt of the upstream's body.
+
+Every error survives :mod:`pickle` (a process pool or a cluster sends errors back
+pickled) with its type, its message and its fields, whatever its constructor takes: see
+:meth:`LLMProvidersError.__reduce__`.
 """
 
 from __future__ import annotations
 
-from typing import Any, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
 __all__ = [
     "LLMProvidersError",
@@ -81,24 +85,20 @@ class LLMProvidersError(Exception):
             return self.message
         return f"{self.message} {_attempts_summary(self, self.attempts)}"
 
+    def __reduce__(self) -> Tuple[Any, ...]:
+        """Pickle as the class, ``args`` and the fields, without calling ``__init__``.
 
-def _attempts_summary(error: LLMProvidersError, failures: Sequence[BaseException]) -> str:
-    """``[3 attempts; earlier: 1) ...; 2) ...]``: what the earlier attempts of a call ran into."""
-    total = len(failures) + 1
-    final = _one_line(error, error.message)
-    earlier = [_one_line(e, getattr(e, "message", str(e))) for e in failures]
-    if all(line == final for line in earlier):
-        return f"[{total} attempts, all failed the same way]"
-    reasons = "; ".join(f"{n}) {line}" for n, line in enumerate(earlier, 1))
-    return f"[{total} attempts; earlier: {reasons}]"
-
-
-def _one_line(error: BaseException, text: str, limit: int = 120) -> str:
-    text = " ".join(text.split())
-    prefix = f"{getattr(error, 'provider', None)}: "
-    if text.startswith(prefix):
-        text = text[len(prefix) :]
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+        Python's default rebuilds an exception as ``cls(*args)``, which fails for
+        constructors with required keyword-only arguments (``status_code=``). Here the
+        instance is rebuilt from ``args`` and then given its fields: every public
+        attribute, every public property that has a setter (so a lazily computed value
+        such as ``partial`` is pickled as its value, not as whatever computes it), and
+        ``__notes__``. Private attributes (``_name``) are left out: they may hold what a
+        pickle cannot carry (a file, a lock). ``__cause__`` is kept when it is an error
+        of this library; any other cause (a ``requests`` error holding a response and
+        its socket) is dropped, as pickle does for every exception's cause.
+        """
+        return (_rebuild, (type(self), self.args, _fields(self)))
 
 
 class InvalidArgumentError(LLMProvidersError, ValueError):
@@ -282,6 +282,33 @@ class RetryProviderError(LLMProvidersError):
         self.errors = dict(errors)
 
 
+def _fields(error: LLMProvidersError) -> Dict[str, Any]:
+    """What :meth:`LLMProvidersError.__reduce__` pickles besides the class and ``args``."""
+    fields = {
+        name: value
+        for name, value in vars(error).items()
+        if not name.startswith("_") or (name.startswith("__") and name.endswith("__"))
+    }
+    for cls in type(error).__mro__:
+        for name, attribute in vars(cls).items():
+            if isinstance(attribute, property) and attribute.fset is not None and not name.startswith("_"):
+                fields[name] = getattr(error, name)
+    cause = error.__cause__
+    if isinstance(cause, LLMProvidersError):
+        fields["__cause__"] = cause
+        fields["__suppress_context__"] = error.__suppress_context__
+    return fields
+
+
+def _rebuild(cls: Type[LLMProvidersError], args: Tuple[Any, ...], fields: Dict[str, Any]) -> LLMProvidersError:
+    """Unpickle an error: an instance of ``cls`` with ``args``, given its ``fields``."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    for name, value in fields.items():
+        setattr(error, name, value)  # through a property's setter where there is one
+    return error
+
+
 class ContextWindowExceededError(LLMProvidersError):
     """The server refused the request because it does not fit the model's context window
     (llama.cpp's ``exceed_context_size_error``, OpenAI's ``context_length_exceeded``).
@@ -307,3 +334,22 @@ class ContextWindowExceededError(LLMProvidersError):
         self.n_ctx = n_ctx
         self.status_code = status_code
         self.error = error
+
+
+def _attempts_summary(error: LLMProvidersError, failures: Sequence[BaseException]) -> str:
+    """``[3 attempts; earlier: 1) ...; 2) ...]``: what the earlier attempts of a call ran into."""
+    total = len(failures) + 1
+    final = _one_line(error, error.message)
+    earlier = [_one_line(e, getattr(e, "message", str(e))) for e in failures]
+    if all(line == final for line in earlier):
+        return f"[{total} attempts, all failed the same way]"
+    reasons = "; ".join(f"{n}) {line}" for n, line in enumerate(earlier, 1))
+    return f"[{total} attempts; earlier: {reasons}]"
+
+
+def _one_line(error: BaseException, text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    prefix = f"{getattr(error, 'provider', None)}: "
+    if text.startswith(prefix):
+        text = text[len(prefix) :]
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -21,7 +21,7 @@ from .._exceptions import ProtocolError, ReplyMismatchError, ResponseError, Stre
 from .._framing import RawEvent, loads, loads_frame
 from .._http import Call, excerpt
 from .._jsonstream import JSONStreamError, string_field
-from .._messages import Messages, format_prompt, text_messages
+from .._messages import Messages, format_prompt, text_messages, validate_messages
 from .._provider import Provider, Request, register_provider
 from .._reply import Reply
 from ..events import Finish
@@ -54,7 +54,7 @@ class Chatgpt4Online(Provider):
 
     @classmethod
     def prepare_messages(cls, messages: Messages) -> List[Dict[str, Any]]:
-        return text_messages(messages, cls.__name__)
+        return text_messages(validate_messages(messages), cls.__name__)
 
     @classmethod
     def build_request(

@@ -15,7 +15,7 @@ from typing import Any, Dict, List
 
 from .._exceptions import ProtocolError
 from .._http import Call, excerpt, random_hex, random_string
-from .._messages import Messages, text_messages
+from .._messages import Messages, text_messages, validate_messages
 from .._options import Number
 from .._provider import Provider, Request, register_provider
 from .._reply import Reply
@@ -56,7 +56,7 @@ class FlowGpt(Provider):
 
     @classmethod
     def prepare_messages(cls, messages: Messages) -> List[Dict[str, Any]]:
-        return text_messages(messages, cls.__name__)
+        return text_messages(validate_messages(messages), cls.__name__)
 
     @classmethod
     def build_request(

@@ -15,7 +15,7 @@ import time
 from typing import Any, Dict, List
 
 from .._http import Call
-from .._messages import Messages, format_prompt, text_messages
+from .._messages import Messages, format_prompt, text_messages, validate_messages
 from .._provider import Provider, Request, register_provider
 from .._reply import Reply
 from ._browser import CHROME_129_LINUX, browser_headers
@@ -42,7 +42,7 @@ class GPROChat(Provider):
 
     @classmethod
     def prepare_messages(cls, messages: Messages) -> List[Dict[str, Any]]:
-        return text_messages(messages, cls.__name__)
+        return text_messages(validate_messages(messages), cls.__name__)
 
     @classmethod
     def build_request(
