@@ -27,6 +27,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._reply import Reply
+from .events import Usage
 
 __all__ = ["RetryPolicy", "is_retryable", "run_attempts", "resolve_retries"]
 
@@ -84,7 +85,8 @@ def run_attempts(
     """Yield the items of the first attempt that gets one out.
 
     Each attempt runs ``attempt(reply)`` on a fresh ``new_reply()``; an attempt that
-    fails before its first item (or ends with none: an :class:`EmptyResponseError`) is
+    fails before its first item of output (token counts alone are not output), or ends
+    with none (an :class:`EmptyResponseError`), is
     dropped whole, reply and all, and tried again while the policy, the deadline and
     the error allow. The first item commits the attempt's reply (``commit``); from then
     on an error is final. The error raised is the last attempt's, with ``attempts``
@@ -95,9 +97,13 @@ def run_attempts(
     while True:
         reply = new_reply()
         items = attempt(reply)
+        held: List[Any] = []  # token counts before any output: they do not commit the attempt
         try:
             try:
                 first = next(items)
+                while type(first) is Usage:
+                    held.append(first)
+                    first = next(items)
             except StopIteration:
                 raise EmptyResponseError(
                     f"{call.provider}: the reply ended without any text", provider=call.provider
@@ -120,6 +126,7 @@ def run_attempts(
             continue
         commit(reply)
         try:
+            yield from held
             yield first
             yield from items
         finally:
