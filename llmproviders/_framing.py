@@ -426,7 +426,7 @@ class _EventFramer:
                     provider=self.provider,
                 )
             return b""
-        if self.size > RAW_EVENT_SIZE and self.pending:
+        if self.pending and self.size + len(chunk) > RAW_EVENT_SIZE:
             raw = self._raw(chunk)
             if raw is not None:
                 return raw

@@ -191,10 +191,12 @@ def _utf8_boundary(data: bytes) -> int:
 def string_field(pieces: Iterable[AnyStr], key: str, fields: Optional[Dict[str, Any]] = None) -> Iterator[str]:
     """The decoded string value of the top-level field ``key`` of the JSON object whose
     text (str or UTF-8 bytes) arrives in ``pieces``, in pieces. The top-level fields
-    before it are decoded into ``fields``. :class:`JSONStreamError` if the input is not
-    such an object."""
+    before it are decoded into ``fields``, the rest is read to the end and checked.
+    :class:`JSONStreamError` if the input is not such an object (raised when it is found,
+    so possibly after pieces were given)."""
     reader: _Reader[AnyStr] = _Reader(pieces)
     found = fields if fields is not None else {}
+    streamed = False
     reader.expect("{")
     while True:
         char = reader.skip_whitespace()
@@ -204,15 +206,21 @@ def string_field(pieces: Iterable[AnyStr], key: str, fields: Optional[Dict[str, 
             raise JSONStreamError(f"expected a field name, found {char or 'the end'!r}")
         name = reader.small_value()
         reader.expect(":")
-        if name == key:
+        if name == key and not streamed:
             if reader.skip_whitespace() != '"':
                 raise JSONStreamError(f"the {key!r} field is not a string")
             reader.i += 1
             yield from reader.string_pieces()
-            return
-        found[name] = reader.small_value()
+            streamed = True
+        else:
+            found[name] = reader.small_value()
         char = reader.skip_whitespace()
         if char == ",":
             reader.i += 1
+        elif char == "}" and streamed:
+            reader.i += 1
+            if reader.skip_whitespace():
+                raise JSONStreamError("more input after the object")
+            return
         elif char != "}":
             raise JSONStreamError(f"expected ',' or '}}', found {char or 'the end'!r}")

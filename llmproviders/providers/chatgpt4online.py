@@ -15,6 +15,7 @@ decoded whole, so a huge reply costs little more memory than its own bytes.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Dict, Iterator, List
 
 from .._exceptions import ProtocolError, ReplyMismatchError, ResponseError, StreamInterruptedError
@@ -167,17 +168,34 @@ def _big_event(name: str, frame: RawEvent, reply: Reply) -> Any:
     """An event too big to decode whole (in this protocol, only an ``end`` event repeats
     a whole reply): its reply is decoded piecewise and reconciled with the streamed text."""
     fields: Dict[str, Any] = {}
+    data = string_field(frame.pieces(), "data", fields)
+    first = _checked(name, frame, reply, lambda: next(data, None))  # reading to the data tells the fields before it
+    if fields.get("type") != "end":
+        return _event(name, frame.data, reply)  # not an end event (or not known yet): the usual way
+    reply.done = True
+    pieces = _translated(name, frame, reply, string_field(_chain(first, data), "reply"))
+    return _end(name, reply, pieces, lambda: _final_reply(name, json.loads(frame.data).get("data"), reply))
+
+
+def _checked(name: str, frame: RawEvent, reply: Reply, step: Callable[[], Any]) -> Any:
     try:
-        data = string_field(frame.pieces(), "data", fields)
-        first = next(data, None)  # reading up to the data's start tells the fields before it
-        if fields.get("type") != "end":
-            return _event(name, frame.data, reply)  # not an end event (or not known yet): the usual way
-        pieces = string_field(_chain(first, data), "reply", {})
-        reply.done = True
-        return _end(name, reply, pieces, lambda: _final_reply(name, frame.data and loads(frame.data).get("data"), reply))
+        return step()
     except JSONStreamError as exc:
-        shown = reply.redact(excerpt(b"".join(_head(frame.pieces(), 120))))
-        raise ProtocolError(f"{name}: a malformed end event ({exc}): {shown!r}", provider=name, frame=shown) from None
+        raise _malformed(name, frame, reply, exc) from None
+
+
+def _translated(name: str, frame: RawEvent, reply: Reply, pieces: Iterator[str]) -> Iterator[str]:
+    """``pieces``, with a malformed event reported as a :class:`ProtocolError`."""
+    while True:
+        piece = _checked(name, frame, reply, lambda: next(pieces, None))
+        if piece is None:
+            return
+        yield piece
+
+
+def _malformed(name: str, frame: RawEvent, reply: Reply, exc: Exception) -> ProtocolError:
+    shown = reply.redact(excerpt(b"".join(_head(frame.pieces(), 120))))
+    return ProtocolError(f"{name}: a malformed end event ({exc}): {shown!r}", provider=name, frame=shown)
 
 
 def _chain(first: Any, rest: Iterator[str]) -> Iterator[str]:
