@@ -153,7 +153,7 @@ class _Fallback:
                     base_url=self.kwargs.get("base_url"),
                     max_retries=self.kwargs.get("max_retries"),
                     deadline=left,
-                    options={k: v for k, v in self.kwargs.items() if k not in _CALL_ARGUMENTS},
+                    options=_options_for(provider, self.kwargs),
                 )
             except LLMProvidersError as error:  # e.g. the model is not one of this provider's
                 errors[provider.__name__] = error
@@ -184,6 +184,15 @@ class _Fallback:
 
 
 _CALL_ARGUMENTS = frozenset({"proxy", "timeout", "base_url", "max_retries"})
+
+
+def _options_for(provider: Type[Provider], kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The provider options among a call's keyword arguments; an ``api_key`` goes only
+    to the providers that take one."""
+    options = {k: v for k, v in kwargs.items() if k not in _CALL_ARGUMENTS}
+    if "api_key" in options and "api_key" not in provider.options:
+        del options["api_key"]
+    return options
 
 
 def _all_failed(errors: Dict[str, LLMProvidersError], *, aborted: bool) -> RetryProviderError:

@@ -14,6 +14,7 @@ that delivered.
 from __future__ import annotations
 
 import io
+import secrets
 import tempfile
 from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Union
 
@@ -114,6 +115,8 @@ class _CallBuilder:
         self.arguments: List[str] = []
 
     def call(self) -> ToolCall:
+        if self.id is None:  # some servers give none; a tool result must name its call
+            self.id = "call_" + secrets.token_hex(12)
         return ToolCall(self.index, self.id, self.name or "", "".join(self.arguments))
 
 

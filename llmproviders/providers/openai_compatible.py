@@ -302,6 +302,15 @@ class OpenAICompatible(Provider):
         target = cls.resolve_base_url(base_url)
         if target is None:
             return list(cls.models)
+        return [str(item["id"]) for item in cls.list_models(target, api_key, timeout)]
+
+    @classmethod
+    def list_models(
+        cls, base_url: Optional[str] = None, api_key: Optional[str] = None, timeout: TimeoutArg = None
+    ) -> List[Dict[str, Any]]:
+        """The server's model objects (``GET {base_url}/models``: ``id``, ``created``,
+        ``owned_by``, ...), each with at least an ``id``."""
+        target = cls.check_target(cls.resolve_base_url(base_url))
         key = api_key if api_key is not None else cls._env_key()
         if key is not None:
             CALL_OPTIONS["api_key"].check(cls.__name__, "api_key", key)
@@ -315,11 +324,11 @@ class OpenAICompatible(Provider):
             raise (cls.status_error(error, None) or error) from None
         if isinstance(listing, dict) and listing.get("error") not in (None, False, "", {}):
             _raise_error(cls.__name__, secrets.redact_value(listing), None)
-        try:
-            return [str(item["id"]) for item in listing["data"]]
-        except (KeyError, TypeError) as exc:
+        items = listing.get("data") if isinstance(listing, dict) else None
+        if not isinstance(items, list) or not all(isinstance(i, dict) and "id" in i for i in items):
             shown = secrets.redact(excerpt(str(listing)))
-            raise ProtocolError(f"{cls.__name__}: not a model list: {shown!r}", provider=cls.__name__, frame=shown) from exc
+            raise ProtocolError(f"{cls.__name__}: not a model list: {shown!r}", provider=cls.__name__, frame=shown)
+        return items
 
 
 def _under(root: str, path: str) -> str:
