@@ -40,12 +40,25 @@ class ReplyView:
     source (and by nothing that refers back to the stream, so a dropped stream is
     freed, and closed, at once)."""
 
-    __slots__ = ("reply", "metadata", "closed", "__weakref__")
+    __slots__ = ("reply", "metadata", "closed", "outcome", "callbacks", "__weakref__")
 
     def __init__(self, metadata: Optional[Dict[str, Any]] = None) -> None:
         self.reply: Optional[Reply] = None
         self.metadata: Dict[str, Any] = metadata if metadata is not None else {}
         self.closed = False
+        #: None while the stream runs; then "complete", "closed" (stopped early) or "failed".
+        self.outcome: Optional[str] = None
+        self.callbacks: List[Callable[[str, Optional[BaseException]], None]] = []
+
+    def finish(self, completed: bool, error: Optional[BaseException]) -> None:
+        """The stream has ended (once): record how, and tell whoever asked."""
+        self.closed = True
+        if self.outcome is not None:
+            return
+        self.outcome = "complete" if completed else "failed" if error is not None else "closed"
+        callbacks, self.callbacks = self.callbacks, []
+        for callback in callbacks:
+            callback(self.outcome, error)
 
     def commit(self, reply: Reply) -> None:
         """``reply`` is the one the caller sees from now on; its metadata lands in
@@ -88,49 +101,67 @@ def _recorded(items: Iterator[Any], view: ReplyView) -> Iterator[Any]:
 
 def _texts(source: Iterator[Any], view: ReplyView) -> Iterator[str]:
     """The text deltas of ``source`` (other events are recorded on the reply, skipped here)."""
+    completed, error = False, None
     try:
         for item in source:  # the loop every delta goes through: keep it short
             if type(item) is str:
                 yield item
-    except StreamError as exc:
-        view.attach(exc)
+        completed = True
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        error = _attached(exc, view)
         raise
     finally:
-        view.closed = True
         source.close()  # type: ignore[attr-defined]  # a generator: its response is closed
+        view.finish(completed, error)
 
 
 def _events(source: Iterator[Any], view: ReplyView) -> Iterator[Event]:
     """Every event of ``source``, text as :class:`TextDelta`."""
+    completed, error = False, None
     try:
         for item in source:
             yield TextDelta(item) if type(item) is str else item
-    except StreamError as exc:
-        view.attach(exc)
+        completed = True
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        error = _attached(exc, view)
         raise
     finally:
-        view.closed = True
         source.close()  # type: ignore[attr-defined]
+        view.finish(completed, error)
 
 
 def _whole(source: Iterator[Any], view: ReplyView, as_events: bool) -> Iterator[Any]:
     """``stream=False``: the reply once, at its end (events after the text, in order)."""
     events: List[Any] = []
+    completed, error = False, None
     try:
         for item in source:
             if type(item) is not str:
                 events.append(item)
-    except StreamError as exc:
-        view.attach(exc)
+        text = view.reply.text if view.reply is not None else ""
+        if text:
+            yield TextDelta(text) if as_events else text
+        if as_events:
+            yield from events
+        completed = True
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        error = _attached(exc, view)
         raise
     finally:
-        view.closed = True
         source.close()  # type: ignore[attr-defined]
-    text = view.reply.text if view.reply is not None else ""
-    if text:
-        yield TextDelta(text) if as_events else text
-    if as_events:
-        yield from events
+        view.finish(completed, error)
+
+
+def _attached(error: BaseException, view: ReplyView) -> BaseException:
+    if isinstance(error, StreamError):
+        view.attach(error)
+    return error
 
 
 class Stream(Iterator[str]):
@@ -261,11 +292,27 @@ class Stream(Iterator[str]):
     def close(self) -> None:
         """Stop the stream and release its connection. Safe to call more than once.
         ``text`` and the other properties stay readable."""
-        self._view.closed = True
         self._iterator.close()  # type: ignore[attr-defined]
         if self._event_iterator is not None:
             self._event_iterator.close()  # type: ignore[attr-defined]
         self._source.close()  # type: ignore[attr-defined]
+        self._view.finish(False, None)  # (if it had not ended already)
+
+    @property
+    def outcome(self) -> Optional[str]:
+        """None while the stream may go on; then ``"complete"`` (it reached its end),
+        ``"failed"`` (it raised an error) or ``"closed"`` (stopped before its end)."""
+        return self._view.outcome
+
+    def add_done_callback(self, callback: Callable[[str, Optional[BaseException]], None]) -> None:
+        """Call ``callback(outcome, error)`` once, when the stream ends (see
+        :attr:`outcome`; ``error`` is the exception for ``"failed"``), in the thread that
+        ends it. Called at once if it has ended already."""
+        view = self._view
+        if view.outcome is not None:
+            callback(view.outcome, None)
+        else:
+            view.callbacks.append(callback)
 
     def abort(self) -> None:
         """From another thread: wake a read blocked on the socket so the stream ends

@@ -16,6 +16,7 @@ from llmproviders import (
     Provider,
     ReasoningDelta,
     Stream,
+    StreamInterruptedError,
     TextDelta,
     Ylokh,
     register_provider,
@@ -188,3 +189,33 @@ def test_tool_call_events_from_a_plain_iterator_complete_at_the_finish():
         "content": None,
         "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}],
     }
+
+
+def test_outcome_and_done_callbacks():
+    seen = []
+    stream = Stream(iter(["a", "b"]), provider="p", model="m")
+    stream.add_done_callback(lambda outcome, error: seen.append((outcome, error)))
+    assert stream.outcome is None and list(stream) == ["a", "b"]
+    assert stream.outcome == "complete" and seen == [("complete", None)]
+    stream.add_done_callback(lambda outcome, error: seen.append(outcome))  # already ended: at once
+    assert seen[-1] == "complete"
+
+    stream = Stream(iter(["a", "b"]), provider="p", model="m")
+    stream.add_done_callback(lambda outcome, error: seen.append(outcome))
+    next(stream)
+    stream.close()
+    assert stream.outcome == "closed" and seen[-1] == "closed"
+
+    stream = Stream(iter(["a"]), provider="p", model="m")
+    stream.close()  # never started
+    assert stream.outcome == "closed"
+
+    def broken():
+        yield "a"
+        raise StreamInterruptedError("p: broke", provider="p")
+
+    stream = Stream(broken(), provider="p", model="m")
+    stream.add_done_callback(lambda outcome, error: seen.append((outcome, type(error).__name__, error.partial)))
+    with pytest.raises(StreamInterruptedError):
+        list(stream)
+    assert stream.outcome == "failed" and seen[-1] == ("failed", "StreamInterruptedError", "a")
