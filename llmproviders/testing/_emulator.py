@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import select
 import selectors
 import socket
@@ -67,8 +68,12 @@ class _Server(ThreadingHTTPServer):
         self.tracking_lock = threading.Lock()
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
         self._wake_reader, self._wake_writer = socket.socketpair()
+        try:
+            super().__init__(address, _Handler)  # binds: raises the bind's OSError (port in use, bad host)
+        except BaseException:
+            self.server_close()
+            raise
 
     def serve(self) -> None:
         """Accept connections until :meth:`stop_serving` (no polling delay, unlike ``serve_forever``)."""
@@ -83,7 +88,9 @@ class _Server(ThreadingHTTPServer):
         self._wake_writer.send(b"\0")
 
     def server_close(self) -> None:
-        super().server_close()
+        """Close the listening socket and the wake-up pair (idempotent)."""
+        if hasattr(self, "socket"):
+            super().server_close()
         self._wake_reader.close()
         self._wake_writer.close()
 
@@ -377,8 +384,13 @@ class Emulator:
     ) -> None:
         if framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {FRAMINGS}, not {framing!r}")
-        if pace < 0:
-            raise ValueError("pace must be >= 0")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an int from 0 to 65535 (0: any free port), not {port!r}")
+        for name, value in (("pace", pace), ("step_timeout", step_timeout), ("socket_timeout", socket_timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+        if socket_timeout == 0:
+            raise ValueError("socket_timeout must be > 0")
         self.host = host
         self.framing = framing
         self.pace = pace
@@ -397,13 +409,24 @@ class Emulator:
     # -- life cycle ----------------------------------------------------------------
 
     def start(self) -> Emulator:
-        """Bind and start serving in a background thread; returns ``self``."""
+        """Bind and start serving in a background thread; returns ``self``.
+
+        A failure to bind (the port is in use, the host is not an address of this
+        machine or does not resolve) raises the bind's own ``OSError`` (for example
+        ``errno.EADDRINUSE``, or ``socket.gaierror``) and leaves no thread or socket
+        behind; the emulator can be started again.
+        """
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
         self._stopping = threading.Event()
-        self._server = _Server((self.host, self._requested_port), self)
-        self._thread = threading.Thread(target=self._server.serve, name="llmproviders-emulator", daemon=True)
-        self._thread.start()
+        server = _Server((self.host, self._requested_port), self)
+        thread = threading.Thread(target=server.serve, name="llmproviders-emulator", daemon=True)
+        try:
+            thread.start()
+        except BaseException:
+            server.server_close()
+            raise
+        self._server, self._thread = server, thread
         logger.debug("emulator listening on %s", self.base_url)
         return self
 
@@ -563,6 +586,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, file: Optional[TextIO] =
 
     Prints the base URL and every endpoint URL once, to ``file`` (default
     stdout). ``emulator_options`` go to :class:`Emulator` (``framing``, ``pace``...).
+    When the server cannot bind, the bind's ``OSError`` is raised before anything
+    is printed (see :meth:`Emulator.start`).
     """
     out = file if file is not None else sys.stdout
     emulator = Emulator(host, port, **emulator_options)

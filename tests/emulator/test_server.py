@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import _thread
+import errno
 import gc
 import io
 import socket
 import threading
 import time
 import warnings
+from typing import Any, Dict
 
 import pytest
 import requests
@@ -129,3 +131,60 @@ def test_serve_prints_urls_and_stops_on_ctrl_c() -> None:
     for path in (FLOWGPT_PATH, GPROCHAT_PATH, CHATGPT4ONLINE_SESSION_PATH, CHATGPT4ONLINE_SUBMIT_PATH, YLOKH_PATH):
         assert any(line.endswith(base_url + path) for line in lines[1:]), path
     assert threading.active_count() == baseline
+
+
+# -- binding ---------------------------------------------------------------------
+
+
+def _port_in_use(listener: socket.socket) -> int:
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    return int(listener.getsockname()[1])
+
+
+@pytest.mark.parametrize("where", ["port in use", "not a local address"])
+def test_start_raises_the_bind_error_and_leaves_nothing_behind(where: str) -> None:
+    baseline = threading.active_count()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        listener = socket.socket()
+        port = _port_in_use(listener)
+        if where == "port in use":
+            emu, expected = Emulator("127.0.0.1", port), errno.EADDRINUSE
+        else:
+            emu, expected = Emulator("192.0.2.1"), errno.EADDRNOTAVAIL  # TEST-NET-1: never this machine's
+        with pytest.raises(OSError) as raised:
+            emu.start()
+        assert type(raised.value) is OSError and raised.value.errno == expected
+        assert not emu.running and threading.active_count() == baseline
+        with pytest.raises(RuntimeError):
+            emu.base_url
+        emu.stop()  # nothing to stop
+        listener.close()
+        if where == "port in use":  # the failed start left it startable
+            with emu:
+                assert emu.port == port
+                assert requests.post(emu.url("/nope"), timeout=TIMEOUT).status_code == 404
+        del emu, raised
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+    assert threading.active_count() == baseline
+
+
+def test_serve_raises_the_bind_error_before_printing() -> None:
+    out = io.StringIO()
+    with socket.socket() as listener:
+        port = _port_in_use(listener)
+        with pytest.raises(OSError) as raised:
+            serve(port=port, file=out)
+    assert raised.value.errno == errno.EADDRINUSE
+    assert out.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"port": -1}, {"port": 65536}, {"port": "80"}, {"pace": -1}, {"pace": float("nan")}, {"socket_timeout": 0}],
+)
+def test_constructor_rejects_bad_values(options: Dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        Emulator(**options)
