@@ -10,9 +10,11 @@ connection it accepted, including idle keep-alive ones, and joins the handlers.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
+import re
 import select
 import selectors
 import socket
@@ -35,6 +37,7 @@ from ._protocols import (
     json_reply,
     make_endpoints,
     scripted_reply,
+    status_phrase,
 )
 
 logger = logging.getLogger("llmproviders.testing")
@@ -44,6 +47,18 @@ FRAMING_HEADER = "X-Emulator-Framing"
 
 _SPLIT_PAUSE = 0.002
 _JOIN_TIMEOUT = 5.0
+_ACCEPT_PAUSE = 0.05
+_MAX_ACCEPT_PAUSE = 0.5
+_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+MAX_BODY_SIZE = 16 * 1024 * 1024
+"""The default limit on request bodies (``Emulator(max_body_size=...)``): 16 MiB."""
+_MAX_LINE = 8192  # a chunk-size or trailer line
+_MAX_TRAILERS = 64
+_LINGER = 1.0  # seconds spent discarding an unread body before closing, so the client sees the answer
+_LINGER_BYTES = 64 * 1024 * 1024
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 
 
 class _Cut(Exception):
@@ -75,13 +90,49 @@ class _Server(ThreadingHTTPServer):
             self.server_close()
             raise
 
+    def server_activate(self) -> None:
+        super().server_activate()
+        self.socket.setblocking(False)  # a connection reset between select() and accept() must not block
+
     def serve(self) -> None:
-        """Accept connections until :meth:`stop_serving` (no polling delay, unlike ``serve_forever``)."""
+        """Accept connections until :meth:`stop_serving` (no polling delay, unlike ``serve_forever``).
+
+        When ``accept()`` fails for lack of resources (no file descriptors left:
+        ``EMFILE``/``ENFILE``; no buffers or memory), the pending connection stays in
+        the listen queue and the socket stays readable: instead of spinning on it, the
+        loop pauses (50 ms, doubling up to 0.5 s, while the shortage lasts), then
+        tries again, and keeps serving once descriptors are free.
+        """
         with selectors.DefaultSelector() as selector:
             selector.register(self.socket, selectors.EVENT_READ)
             selector.register(self._wake_reader, selectors.EVENT_READ)
+            pause = 0.0
             while not any(key.fileobj is self._wake_reader for key, _ in selector.select()):
-                self.handle_request()
+                pause = self._accept(pause)
+                if pause:
+                    selector.unregister(self.socket)  # wait for stop_serving() only
+                    woken = selector.select(pause)
+                    selector.register(self.socket, selectors.EVENT_READ)
+                    if woken:
+                        return
+
+    def _accept(self, pause: float) -> float:
+        """Accept and start one connection; return how long to pause before the next accept."""
+        try:
+            connection, address = self.get_request()
+        except OSError as exc:
+            if exc.errno not in _RESOURCE_ERRORS:
+                return 0.0  # nothing pending after all (EAGAIN), or a connection aborted before accept
+            if not pause:
+                logger.warning("emulator cannot accept connections: %s; retrying", exc.strerror or exc)
+            return min(2 * pause, _MAX_ACCEPT_PAUSE) if pause else _ACCEPT_PAUSE
+        try:
+            self.process_request(connection, address)
+        except Exception:  # no thread for it (RuntimeError: can't start new thread)
+            self.handle_error(connection, address)
+            self.shutdown_request(connection)
+            return min(2 * pause, _MAX_ACCEPT_PAUSE) if pause else _ACCEPT_PAUSE
+        return 0.0
 
     def stop_serving(self) -> None:
         """Make :meth:`serve` return."""
@@ -142,17 +193,61 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
 
+    def parse_request(self) -> bool:
+        """The standard parsing, and 400 for what it lets through: HTTP/0.9, a
+        header section with lines that are not headers (they would hide the headers
+        after them), invalid header names (``Host : x``) and obsolete line folding."""
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":
+            self.send_error(400, "HTTP/0.9 requests are not supported")
+            return False
+        problem = _header_problem(self.headers)
+        if problem:
+            self.send_error(400, problem)
+            return False
+        return True
+
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+        """Errors found while parsing the request (bad request line, headers too long...):
+        always with a status line (the standard handler sends a bare HTML body when the
+        request line was unreadable), a JSON body, and the connection closed."""
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
+        self.close_connection = True
+        text = message or status_phrase(code)
+        if explain:
+            text = f"{text}: {explain}"
+        reply = _generic_error(code, text)
+        headers = {"Content-Type": reply.content_type, "Connection": "close"}
+        if code >= 200 and code not in (204, 304):
+            headers["Content-Length"] = str(len(reply.body))
+        try:
+            self._start(code, headers)
+            if self.command != "HEAD" and "Content-Length" in headers:
+                self.wfile.write(reply.body)
+        except OSError:
+            pass
+
     def do_POST(self) -> None:
         emulator = self.server.emulator
         path, _, query = self.path.partition("?")
-        try:
-            body = self._read_body()
-        except ValueError as exc:
-            self.close_connection = True
-            self._send(json_reply(400, {"error": f"unreadable request body: {exc}"}), {}, None)
-            return
-        request = RecordedRequest(self.command, path, query, Headers(self.headers.items()), body, _parse_json(body))
         endpoint = emulator._endpoints.get(path)
+        try:
+            body = self._read_body(emulator.max_body_size)
+        except _BadBody as bad:
+            self.close_connection = True
+            reply = (endpoint.error if endpoint is not None else _generic_error)(bad.status, bad.message)
+            reply.headers["Connection"] = "close"
+            self._send(reply, {}, None)
+            if bad.linger:
+                self._linger()
+            return
+        except OSError:  # the client went away, or sent nothing for socket_timeout seconds
+            self.close_connection = True
+            return
+        parsed, problem = _parse_json(body)
+        request = RecordedRequest(self.command, path, query, Headers(self.headers.items()), body, parsed, problem)
         plan = emulator._admit(request, endpoint)
         options: Mapping[str, Any] = plan.options if plan else {}
         outcome = "aborted"
@@ -169,19 +264,90 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_POST
 
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            parts: List[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0], 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(parts)
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = self.headers.get("Content-Length")
-        return self.rfile.read(int(length)) if length else b""
+    def _read_body(self, limit: int) -> bytes:
+        """The request body, from its chunks or its ``Content-Length``; raises
+        :class:`_BadBody` for a body that is malformed (400), over ``limit`` bytes (413)
+        or sent with a transfer coding other than chunked (501)."""
+        codings = [c.strip().lower() for v in self.headers.get_all("Transfer-Encoding", []) for c in v.split(",")]
+        codings = [c for c in codings if c]
+        lengths = {v.strip() for v in self.headers.get_all("Content-Length", [])}
+        if codings:
+            if lengths:  # RFC 9112 6.1: Transfer-Encoding wins; don't trust the connection afterwards
+                self.close_connection = True
+            unknown = [c for c in codings if c != "chunked"]
+            if unknown:
+                raise _BadBody(501, f"transfer coding {unknown[0]!r} is not supported (only chunked)")
+            if len(codings) > 1:
+                raise _BadBody(400, "chunked must be applied once")
+            return self._read_chunked(limit)
+        if not lengths:
+            return b""
+        if len(lengths) > 1:
+            raise _BadBody(400, f"conflicting Content-Length headers: {', '.join(sorted(lengths))}")
+        value = lengths.pop()
+        if not _CONTENT_LENGTH.fullmatch(value):
+            raise _BadBody(400, f"invalid Content-Length: {value[:40]!r} (must be a number of bytes >= 0)")
+        size = int(value)
+        if size > limit:
+            raise _BadBody(413, f"the request body ({size} bytes) is over the limit of {limit} bytes", linger=True)
+        body = self.rfile.read(size)
+        if len(body) < size:
+            raise _BadBody(400, f"the request body ended after {len(body)} of {size} bytes")
+        return body
+
+    def _read_chunked(self, limit: int) -> bytes:
+        parts: List[bytes] = []
+        total = 0
+        while True:
+            line = self._read_line("a chunk size")
+            size_text = line.split(b";", 1)[0].strip(b" \t")
+            if not _CHUNK_SIZE.fullmatch(size_text):
+                raise _BadBody(400, f"malformed chunked body: bad chunk size line {line[:40]!r}")
+            size = int(size_text, 16)
+            if size == 0:
+                break
+            total += size
+            if total > limit:
+                raise _BadBody(413, f"the chunked request body is over the limit of {limit} bytes", linger=True)
+            data = self.rfile.read(size)
+            if len(data) < size:
+                raise _BadBody(400, "malformed chunked body: it ended inside a chunk")
+            parts.append(data)
+            if self._read_line("the end of a chunk") != b"":
+                raise _BadBody(400, "malformed chunked body: a chunk is longer than its size line says")
+        for _ in range(_MAX_TRAILERS + 1):
+            if self._read_line("a trailer") == b"":
+                return b"".join(parts)
+        raise _BadBody(400, f"malformed chunked body: more than {_MAX_TRAILERS} trailer lines")
+
+    def _read_line(self, what: str) -> bytes:
+        """One CRLF (or LF) terminated line of a chunked body, without its ending."""
+        line = self.rfile.readline(_MAX_LINE + 1)
+        if not line.endswith(b"\n"):
+            if len(line) > _MAX_LINE:
+                raise _BadBody(400, f"malformed chunked body: the line for {what} is over {_MAX_LINE} bytes")
+            raise _BadBody(400, f"malformed chunked body: it ended before {what}")
+        return line[:-2] if line.endswith(b"\r\n") else line[:-1]
+
+    def _linger(self) -> None:
+        """Discard what the client is still sending (at most 1 s), so that it can read
+        the answer instead of getting a connection reset for unread data."""
+        deadline = time.monotonic() + _LINGER
+        discarded = 0
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            while discarded < _LINGER_BYTES:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.connection.settimeout(left)
+                data = self.connection.recv(65536)
+                if not data:
+                    break
+                discarded += len(data)
+        except OSError:
+            pass
 
     def _protocol_reply(
         self, request: RecordedRequest, endpoint: Optional[Endpoint], options: Mapping[str, Any]
@@ -349,11 +515,45 @@ def _split_utf8(data: bytes) -> List[bytes]:
     return [data]
 
 
-def _parse_json(body: bytes) -> Any:
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _header_problem(headers: Any) -> Optional[str]:
+    """Why a parsed header section must be refused (RFC 9112 5.1, 5.2), or ``None``."""
+    if headers.defects:
+        return f"malformed header section ({type(headers.defects[0]).__name__})"
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name):
+            return f"invalid header name {name[:40]!r}"
+        if "\r" in value or "\n" in value:
+            return f"obsolete line folding in the {name} header"
+    return None
+
+
+class _BadBody(Exception):
+    """A request body the server cannot take: answered with ``status`` and the connection closed."""
+
+    def __init__(self, status: int, message: str, *, linger: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.linger = linger
+
+
+def _generic_error(status: int, message: str) -> Fixed:
+    return json_reply(status, {"error": message})
+
+
+def _parse_json(body: bytes) -> Tuple[Any, Optional[str]]:
+    """The body as JSON and ``None``, or ``None`` and why it is not JSON."""
+    if not body:
+        return None, "the body is empty"
     try:
-        return json.loads(body)
-    except ValueError:
-        return None
+        return json.loads(body), None
+    except RecursionError:
+        return None, "the JSON is nested too deeply to parse"
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
+        return None, f"the body is not JSON ({exc})"
 
 
 class Emulator:
@@ -368,6 +568,12 @@ class Emulator:
     ``api_key``, the OpenAI endpoints (``/v1/chat/completions``, ``/v1/models``)
     require ``Authorization: Bearer <api_key>`` and answer 401 otherwise.
 
+    Requests are checked as a careful server checks them: a body over
+    ``max_body_size`` bytes (16 MiB by default) gets 413; a negative or invalid
+    ``Content-Length``, a malformed chunked body, or a body that is not JSON (also
+    one nested too deeply to parse) gets 400; each in the endpoint's error shape.
+    After a 400 or 413 for the body the connection is closed.
+
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
     """
 
@@ -381,6 +587,7 @@ class Emulator:
         step_timeout: float = 10.0,
         socket_timeout: float = 30.0,
         api_key: Optional[str] = None,
+        max_body_size: int = MAX_BODY_SIZE,
     ) -> None:
         if framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {FRAMINGS}, not {framing!r}")
@@ -391,6 +598,9 @@ class Emulator:
                 raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
         if socket_timeout == 0:
             raise ValueError("socket_timeout must be > 0")
+        if isinstance(max_body_size, bool) or not isinstance(max_body_size, int) or max_body_size < 0:
+            raise ValueError(f"max_body_size must be an int >= 0 (bytes), not {max_body_size!r}")
+        self.max_body_size = max_body_size
         self.host = host
         self.framing = framing
         self.pace = pace

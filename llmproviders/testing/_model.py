@@ -57,7 +57,8 @@ class RecordedRequest:
     """One request the emulator received, recorded before it was answered.
 
     ``path`` excludes the query string, which is in ``query`` (without the ``?``).
-    ``json`` is the parsed body, or ``None`` when the body is not JSON. ``plan`` is
+    ``json`` is the parsed body, or ``None`` when the body is not JSON, and then
+    ``json_error`` says why (empty, not JSON, nested too deeply to parse). ``plan`` is
     the :class:`Plan` that scripted the answer, if any. ``status`` is the status
     code that was (or is being) sent. ``outcome`` stays ``None`` until the response
     has ended, then holds one of :data:`OUTCOMES` and ``done`` is set.
@@ -69,6 +70,7 @@ class RecordedRequest:
     headers: Headers
     body: bytes
     json: Any = None
+    json_error: Optional[str] = None
     plan: Optional[Plan] = None
     status: Optional[int] = None
     outcome: Optional[str] = None

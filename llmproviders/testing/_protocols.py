@@ -213,7 +213,7 @@ def text_reply(status: int, text: str) -> Fixed:
 
 def html_reply(status: int, headers: Optional[Dict[str, str]] = None, *, title: str = "", body: str = "") -> Fixed:
     """A small generic HTML error page, like a proxy or web server sends."""
-    phrase = _phrase(status)
+    phrase = status_phrase(status)
     title = title or f"{status} {phrase}"
     body = body or f"<center><h1>{status} {phrase}</h1></center>\n<hr><center>nginx</center>"
     page = (
@@ -257,7 +257,7 @@ def scripted_reply(options: Mapping[str, Any]) -> Optional[Fixed]:
         headers["Retry-After"] = str(options["retry_after"])
         default: Any = {"error": f"rate limited: retry after {options['retry_after']} s"}
     else:
-        default = {"error": f"HTTP {status} {_phrase(status)} (scripted by the emulator)"} if status >= 400 else b""
+        default = {"error": f"HTTP {status} {status_phrase(status)} (scripted by the emulator)"} if status >= 400 else b""
     body = options.get("body", default)
     if isinstance(body, (dict, list)):
         reply = json_reply(status, body, headers)
@@ -269,7 +269,8 @@ def scripted_reply(options: Mapping[str, Any]) -> Optional[Fixed]:
     return reply
 
 
-def _phrase(status: int) -> str:
+def status_phrase(status: int) -> str:
+    """The reason phrase of an HTTP status (``"Error"`` for an unknown code)."""
     try:
         return HTTPStatus(status).phrase
     except ValueError:
@@ -323,6 +324,8 @@ class Endpoint:
 
     def json_body(self, request: RecordedRequest) -> Dict[str, Any]:
         """The request body as a JSON object, or a 400 rejection."""
+        if request.json_error is not None:
+            self.reject(400, f"the body must be a JSON object: {request.json_error}")
         if not isinstance(request.json, dict):
             self.reject(400, f"the body must be a JSON object, got {request.body[:80]!r}")
         return request.json

@@ -12,7 +12,7 @@ import json
 import secrets
 import socket
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import requests
 
@@ -263,3 +263,47 @@ class Raw:
 def raw(emu: Emulator, protocol: str, messages: Sequence[Dict[str, str]] = MESSAGES, **headers: str) -> Raw:
     path, base_headers, body = build(emu, protocol, messages)
     return Raw(emu, path, {**base_headers, **headers}, body)
+
+
+class Answer(NamedTuple):
+    """What :func:`exchange` read: the status, headers (lower-cased names), body, and
+    whether the server closed the connection after it."""
+
+    status: int
+    headers: Dict[str, str]
+    body: bytes
+    closed: bool
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def exchange(emu: Emulator, data: bytes, *, half_close: bool = False, wait: float = TIMEOUT) -> Answer:
+    """Send ``data`` as is on a new connection and read one answer with a Content-Length body."""
+    with socket.create_connection(("127.0.0.1", emu.port), timeout=wait) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        buffer = b""
+        while b"\r\n\r\n" not in buffer:
+            piece = sock.recv(65536)
+            assert piece, f"the server closed the connection without an answer (got {buffer!r})"
+            buffer += piece
+        head, _, rest = buffer.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+        length = int(headers["content-length"])
+        while len(rest) < length:
+            piece = sock.recv(65536)
+            assert piece, "the answer's body was cut"
+            rest += piece
+        body, extra = rest[:length], rest[length:]
+        assert extra == b""
+        sock.settimeout(1.0)  # a connection kept alive costs this wait
+        try:
+            closed = sock.recv(1) == b""
+        except socket.timeout:
+            closed = False
+        except ConnectionResetError:
+            closed = True
+        return Answer(int(status_line.split()[1]), headers, body, closed)

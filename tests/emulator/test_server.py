@@ -7,10 +7,12 @@ import errno
 import gc
 import io
 import socket
+import subprocess
+import sys
 import threading
 import time
 import warnings
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import pytest
 import requests
@@ -26,7 +28,7 @@ from llmproviders.testing import (
     serve,
 )
 
-from .clients import TIMEOUT, MESSAGES, encode, build, post, Raw, raw
+from .clients import TIMEOUT, MESSAGES, encode, build, exchange, post, Raw, raw
 
 
 def test_framing_from_emulator_default_and_header(session: requests.Session) -> None:
@@ -188,3 +190,167 @@ def test_serve_raises_the_bind_error_before_printing() -> None:
 def test_constructor_rejects_bad_values(options: Dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         Emulator(**options)
+
+
+# -- request hygiene ---------------------------------------------------------------
+
+OPENAI_BODY = encode({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+
+
+def request_head(path: str = YLOKH_PATH, *headers: str) -> bytes:
+    return "\r\n".join([f"POST {path} HTTP/1.1", "Host: 127.0.0.1", *headers, "", ""]).encode()
+
+
+def test_a_body_over_the_limit_gets_413_without_being_read(emu: Emulator) -> None:
+    started = time.monotonic()
+    answer = exchange(emu, request_head(YLOKH_PATH, f"Content-Length: {16 * 1024 * 1024 + 1}"))
+    assert time.monotonic() - started < 3  # answered at once, not after reading 16 MiB that never come
+    assert answer.status == 413 and answer.closed
+    assert answer.headers["connection"] == "close"
+    assert "over the limit of 16777216 bytes" in answer.json()["error"]["message"]  # the OpenAI error shape
+    assert emu.requests == []
+    exact = exchange(emu, request_head(YLOKH_PATH, f"Content-Length: {len(OPENAI_BODY)}") + OPENAI_BODY)
+    assert exact.status == 200 and not exact.closed
+
+
+def test_max_body_size_and_the_client_still_reads_the_413(session: requests.Session) -> None:
+    with Emulator(max_body_size=1024) as emu:
+        big = b"x" * (8 * 1024 * 1024)  # more than the socket buffers hold: the server must drain it
+        response = session.post(emu.url(GPROCHAT_PATH), data=big, timeout=TIMEOUT)
+        assert response.status_code == 413 and "over the limit of 1024 bytes" in response.text
+        chunked = session.post(emu.url(YLOKH_PATH), data=iter([b"y" * 1000, b"y" * 1000]), timeout=TIMEOUT)
+        assert chunked.status_code == 413 and "limit of 1024 bytes" in chunked.json()["error"]["message"]
+        fits = session.post(emu.url(YLOKH_PATH), data=OPENAI_BODY, timeout=TIMEOUT)
+        assert fits.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "length",
+    [["-1"], ["-100"], ["abc"], ["+5"], ["1_0"], ["0x10"], ["5, 6"], ["99999999999999999999999"], ["5", "6"]],
+    ids=lambda headers: "|".join(headers),
+)
+def test_an_invalid_content_length_gets_400(emu: Emulator, length: List[str]) -> None:
+    head = request_head(YLOKH_PATH, *(f"Content-Length: {value}" for value in length))
+    answer = exchange(emu, head + b"hello")
+    assert answer.status == 400 and answer.closed
+    assert "Content-Length" in answer.json()["error"]["message"]
+
+
+def test_a_body_shorter_than_its_content_length_gets_400(emu: Emulator) -> None:
+    answer = exchange(emu, request_head(YLOKH_PATH, "Content-Length: 100") + b"short", half_close=True)
+    assert answer.status == 400 and "ended after 5 of 100 bytes" in answer.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "body, problem",
+    [
+        (b"zz\r\nhello\r\n0\r\n\r\n", "bad chunk size"),
+        (b"-5\r\nhello\r\n0\r\n\r\n", "bad chunk size"),
+        (b"0x5\r\nhello\r\n0\r\n\r\n", "bad chunk size"),
+        (b"\r\nhello\r\n0\r\n\r\n", "bad chunk size"),
+        (b"5\r\nhelloEXTRA\r\n0\r\n\r\n", "longer than its size"),
+        (b"a\r\nhel", "ended inside a chunk"),
+        (b"5\r\nhello\r\n", "ended before a chunk size"),
+        (b"5\r\nhello\r\n0\r\nX-Trailer: 1\r\n", "ended before a trailer"),
+        (b"1" * 9000 + b"\r\n", "over 8192 bytes"),
+    ],
+)
+def test_a_malformed_chunked_body_gets_400(emu: Emulator, body: bytes, problem: str) -> None:
+    answer = exchange(emu, request_head(YLOKH_PATH, "Transfer-Encoding: chunked") + body, half_close=True)
+    assert answer.status == 400 and answer.closed
+    message = answer.json()["error"]["message"]
+    assert message.startswith("malformed chunked body") and problem in message
+
+
+def test_a_well_formed_chunked_body_with_extensions_and_trailers(emu: Emulator) -> None:
+    pieces = [OPENAI_BODY[:7], OPENAI_BODY[7:]]
+    body = b"".join(b"%x;name=value\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\nX-T: 1\r\n\r\n"
+    answer = exchange(emu, request_head(YLOKH_PATH, "Transfer-Encoding: chunked") + body)
+    assert answer.status == 200 and emu.requests[-1].body == OPENAI_BODY
+
+
+def test_transfer_codings_other_than_chunked(emu: Emulator) -> None:
+    gzip = exchange(emu, request_head(YLOKH_PATH, "Transfer-Encoding: gzip, chunked") + b"0\r\n\r\n")
+    assert gzip.status == 501 and "'gzip' is not supported" in gzip.json()["error"]["message"]
+    both = request_head(YLOKH_PATH, "Transfer-Encoding: chunked", "Content-Length: 3")
+    answer = exchange(emu, both + b"%x\r\n%s\r\n0\r\n\r\n" % (len(OPENAI_BODY), OPENAI_BODY))
+    assert answer.status == 200 and answer.closed  # chunked wins, and the connection is not trusted after
+
+
+@pytest.mark.parametrize("path", [YLOKH_PATH, GPROCHAT_PATH])
+def test_json_nested_too_deeply_gets_400_in_the_protocols_shape(emu: Emulator, path: str) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    headers = ["Content-Type: text/plain;charset=UTF-8", f"Content-Length: {len(deep)}"]
+    answer = exchange(emu, request_head(path, *headers) + deep)
+    assert answer.status == 400 and not answer.closed  # the request was well framed: keep-alive
+    text = answer.json()["error"]["message"] if path == YLOKH_PATH else answer.body.decode()
+    assert "nested too deeply" in text
+    assert emu.requests[-1].json is None and emu.requests[-1].json_error == "the JSON is nested too deeply to parse"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /\r\n\r\n",  # HTTP/0.9
+        b"GET /v1/models HTTP/9.9\r\nHost: x\r\n\r\n",
+        b"POST /v1/models HTTP/1.1\r\nHost: x\r\nnot a header line\r\nContent-Length: 5\r\n\r\nhello",
+        b"POST /v1/models HTTP/1.1\r\nHost : x\r\n\r\n",
+        b"POST /v1/models HTTP/1.1\r\n Host: x\r\n\r\n",
+        b"POST /v1/models HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(40) + b"\r\n\r\n",  # TLS on a plain port
+    ],
+    ids=["no-version", "http-0.9", "http-9.9", "not-a-header", "space-before-colon", "first-line-folded", "folded", "tls"],
+)
+def test_malformed_requests_get_an_http_400(emu: Emulator, data: bytes) -> None:
+    answer = exchange(emu, data)
+    assert answer.status in (400, 505) and answer.closed
+    assert answer.headers["content-type"].startswith("application/json") and answer.json()["error"]
+    assert emu.requests == []
+
+
+EMFILE_CHILD = r"""
+import os, resource, sys, time, urllib.request
+from llmproviders.testing import Emulator
+
+emulator = Emulator().start()
+urllib.request.urlopen(emulator.url("/v1/models"), timeout=5).close()  # the accept loop is running
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 128), hard))
+filler = []
+try:
+    while True:
+        filler.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+print(emulator.port, flush=True)
+sys.stdin.readline()  # the parent's connection waits in the listen queue
+time.sleep(0.2)
+started = time.process_time()
+time.sleep(1.0)
+print(time.process_time() - started, flush=True)
+for fd in filler:
+    os.close(fd)
+sys.stdin.readline()
+emulator.stop()
+"""
+
+
+def test_out_of_file_descriptors_the_server_waits_instead_of_spinning() -> None:
+    command = [sys.executable, "-c", EMFILE_CHILD]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
+        try:
+            assert child.stdin is not None and child.stdout is not None
+            port = int(child.stdout.readline())
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+                child.stdin.write("connected\n")
+                child.stdin.flush()
+                cpu = float(child.stdout.readline())
+                assert cpu < 0.25, f"the accept loop used {cpu:.2f} s of CPU in 1 s"
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")  # served once descriptors are free
+            child.stdin.write("done\n")
+            child.stdin.flush()
+            assert child.wait(timeout=30) == 0
+        finally:
+            child.kill()
