@@ -23,19 +23,28 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Dict, List, Mapping, Optional, Set, TextIO, Tuple, Type, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, TextIO, Tuple, Type, Union
 
+from ._flaky import Flaky
 from ._model import FRAMINGS, Headers, Plan, RecordedRequest, check_options
+from ._openai import DIALECT_OPTIONS, OpenAIChat, OpenAIModels, check_dialect, parse_dialect
 from ._protocols import (
     CHATGPT4ONLINE_SESSION_PATH,
     ENDPOINTS,
+    YLOKH_PATH,
+    Chatgpt4Online,
+    Chatgpt4OnlineSession,
+    Drop,
     Endpoint,
     Fixed,
+    FlowGpt,
+    Gate,
+    GPROChat,
+    NonceBook,
     Rejection,
     Reply,
     Stream,
     json_reply,
-    make_endpoints,
     scripted_reply,
     status_phrase,
 )
@@ -376,6 +385,13 @@ class _Handler(BaseHTTPRequestHandler):
         delay = options.get("delay_headers")
         if delay and stopping.wait(delay):
             return "aborted"
+        if isinstance(reply, Drop):
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return "fault-disconnect"
         framing = "length" if isinstance(reply, Fixed) else self._framing(options)
         headers = {"Content-Type": reply.content_type}
         if framing == "length":
@@ -556,6 +572,27 @@ def _parse_json(body: bytes) -> Tuple[Any, Optional[str]]:
         return None, f"the body is not JSON ({exc})"
 
 
+def make_endpoints(
+    api_key: Optional[str] = None, dialect: Optional[Mapping[str, Any]] = None, gate: Optional[Gate] = None
+) -> Dict[str, Endpoint]:
+    """A fresh set of endpoints by path (with their own nonce book). ``api_key``, if
+    set, is required by the OpenAI endpoints; ``dialect`` holds the OpenAI endpoint's
+    dialect options; ``gate`` sees every valid chat request's question (flaky)."""
+    nonces = NonceBook()
+    endpoints: List[Endpoint] = [
+        FlowGpt(),
+        GPROChat(),
+        Chatgpt4OnlineSession(nonces),
+        Chatgpt4Online(nonces),
+        OpenAIChat(api_key, dialect),
+        OpenAIModels(api_key),
+    ]
+    for endpoint in endpoints:
+        if endpoint.main:
+            endpoint.gate = gate
+    return {endpoint.path: endpoint for endpoint in endpoints}
+
+
 class Emulator:
     """An HTTP/1.1 server on loopback that speaks all four upstream protocols.
 
@@ -574,6 +611,13 @@ class Emulator:
     one nested too deeply to parse) gets 400; each in the endpoint's error shape.
     After a 400 or 413 for the body the connection is closed.
 
+    ``dialect`` sets the OpenAI endpoint's dialect for every request: a preset name
+    (``"llama.cpp"``, ``"ollama"``...; see ``DIALECTS``), a string of presets and
+    ``option=value`` items (``"llama.cpp,tool_call_style=whole"``) or a mapping of
+    dialect options (the OpenAI options of :meth:`plan`). ``flaky`` (a
+    :class:`Flaky`) makes a deterministic share of chat requests fail before their
+    first delta; it can be changed while running (``emulator.flaky = ...``).
+
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
     """
 
@@ -588,6 +632,8 @@ class Emulator:
         socket_timeout: float = 30.0,
         api_key: Optional[str] = None,
         max_body_size: int = MAX_BODY_SIZE,
+        dialect: Union[str, Mapping[str, Any], None] = None,
+        flaky: Optional[Flaky] = None,
     ) -> None:
         if framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {FRAMINGS}, not {framing!r}")
@@ -611,7 +657,10 @@ class Emulator:
         self._requests: List[RecordedRequest] = []
         self._plans: List[Plan] = []
         self.api_key = api_key
-        self._endpoints: Dict[str, Endpoint] = make_endpoints(api_key)
+        self.dialect: Dict[str, Any] = parse_dialect(dialect)
+        self.flaky = flaky
+        self._asked: Dict[str, int] = {}
+        self._endpoints: Dict[str, Endpoint] = make_endpoints(api_key, self.dialect, self._gate)
         self._stopping = threading.Event()
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
@@ -728,9 +777,27 @@ class Emulator:
         malformed: bool = False,
         split_utf8: bool = False,
         end_mismatch: Optional[str] = None,
-        stream_error: Optional[Dict[str, Any]] = None,
+        stream_error: Union[Dict[str, Any], str, None] = None,
         start_session_html: bool = False,
         omit_trailer: bool = False,
+        reasoning: Optional[str] = None,
+        thinking: Optional[str] = None,
+        unfinished_reasoning: Optional[bool] = None,
+        tool_calls: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_call_style: Optional[str] = None,
+        finish_reason: Optional[str] = None,
+        usage: Optional[str] = None,
+        timings: Optional[bool] = None,
+        refusal: Union[str, bool, None] = None,
+        choices: Optional[int] = None,
+        context_overflow: Optional[str] = None,
+        context_window: Optional[int] = None,
+        require_reasoning_content: Optional[bool] = None,
+        stream_error_event: Optional[bool] = None,
+        invalid_utf8: Optional[bool] = None,
+        utf16_bom_line: Optional[bool] = None,
+        leading_bom: Optional[bool] = None,
+        done_ending: Optional[str] = None,
     ) -> Plan:
         """Script the next ``times`` requests to ``path``; returns the :class:`Plan`.
 
@@ -741,6 +808,11 @@ class Emulator:
         Plans are matched first come, first served. Unknown options raise
         ``TypeError``; see the package docstring for what each option does.
         Options that don't apply to a protocol are ignored by it.
+
+        The options from ``reasoning`` on are the OpenAI endpoint's dialect options
+        (they override the emulator's ``dialect`` and the model name's, key by key;
+        ``False`` turns a flag off). A plan with any of them and no ``path``
+        applies to ``/v1/chat/completions`` only.
         """
         if times < 1:
             raise ValueError("times must be >= 1")
@@ -748,10 +820,19 @@ class Emulator:
         options = {
             name: value
             for name, value in given.items()
-            if name not in ("self", "path", "times") and value is not None and value is not False
+            if name not in ("self", "path", "times")
+            and value is not None
+            and (value is not False or name in DIALECT_OPTIONS)
         }
         if start_session_html and path is None:
             path = CHATGPT4ONLINE_SESSION_PATH
+        dialect = {name: value for name, value in options.items() if name in DIALECT_OPTIONS}
+        if dialect and path is None:
+            path = YLOKH_PATH
+        try:
+            check_dialect(dialect)
+        except ValueError as exc:
+            raise ValueError(f"plan(): {exc}") from None
         check_options(options)
         plan = Plan(path, times, options)
         with self._lock:
@@ -764,11 +845,51 @@ class Emulator:
         with self._lock:
             return list(self._requests)
 
+    def requests_for(self, question: str) -> List[RecordedRequest]:
+        """The chat requests (any of the four protocols) whose question was
+        ``question``, in order: what each batch item cost, as the emulator saw it.
+        Only valid requests count (see :attr:`RecordedRequest.question`)."""
+        with self._lock:
+            return [request for request in self._requests if request.question == question]
+
     def reset(self) -> None:
-        """Forget the recorded requests and the plans not used up yet."""
+        """Forget the recorded requests, the plans not used up yet, and how often
+        each question was asked (the flaky configuration starts over)."""
         with self._lock:
             self._requests.clear()
             self._plans.clear()
+            self._asked.clear()
+
+    @property
+    def flaky(self) -> Optional[Flaky]:
+        """The :class:`Flaky` configuration, or ``None``; settable while running."""
+        return self._flaky
+
+    @flaky.setter
+    def flaky(self, flaky: Optional[Flaky]) -> None:
+        if flaky is not None and not isinstance(flaky, Flaky):
+            raise TypeError(f"flaky must be a Flaky(...) or None, not {type(flaky).__name__}")
+        self._flaky = flaky
+
+    def _gate(self, endpoint: Endpoint, request: RecordedRequest, question: str) -> Optional[Reply]:
+        """Count the question's attempt; return the flaky fault for it, if any."""
+        with self._lock:
+            attempt = self._asked.get(question, 0)
+            self._asked[question] = attempt + 1
+        request.attempt = attempt
+        flaky = self._flaky
+        fault = flaky.fault(question, attempt) if flaky is not None else None
+        request.fault = fault
+        if fault is None:
+            return None
+        if fault == "drop":
+            return Drop()
+        status = int(fault)
+        reply = endpoint.error(status, f"{status_phrase(status)} (the flaky emulator fails attempt {attempt + 1})")
+        if status == 429:
+            assert flaky is not None
+            reply.headers["Retry-After"] = f"{flaky.retry_after:g}"
+        return reply
 
     def revoke_nonces(self) -> None:
         """Make every Chatgpt4Online nonce issued so far invalid (as if it expired)."""

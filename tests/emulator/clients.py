@@ -307,3 +307,47 @@ def exchange(emu: Emulator, data: bytes, *, half_close: bool = False, wait: floa
         except ConnectionResetError:
             closed = True
         return Answer(int(status_line.split()[1]), headers, body, closed)
+
+
+# -- the OpenAI endpoint -------------------------------------------------------------
+
+
+def chat(session: requests.Session, emu: Emulator, body: Dict[str, Any], **fields: Any) -> requests.Response:
+    """POST an OpenAI chat request (``body`` plus ``fields``); the response is read whole."""
+    request = {"model": "m", "messages": SINGLE, **body, **fields}
+    return session.post(emu.url(YLOKH_PATH), json=request, timeout=TIMEOUT)
+
+
+def sse_events(body: bytes) -> List[Tuple[Optional[str], str]]:
+    """(event name, data) of each event of a well-formed SSE body (``\\n`` line endings)."""
+    events = []
+    for block in body.decode().split("\n\n"):
+        if not block:
+            continue
+        name, data = None, []
+        for line in block.split("\n"):
+            field, _, value = line.partition(": ")
+            if field == "event":
+                name = value
+            else:
+                assert field == "data", line
+                data.append(value)
+        events.append((name, "\n".join(data)))
+    return events
+
+
+def openai_chunks(body: bytes) -> List[Dict[str, Any]]:
+    """The JSON chunks of a stream, checking it ends with exactly one ``[DONE]``."""
+    datas = [data for _, data in sse_events(body)]
+    assert datas[-1] == "[DONE]" and datas.count("[DONE]") == 1
+    return [json.loads(data) for data in datas[:-1]]
+
+
+def deltas_of(chunks: Sequence[Dict[str, Any]], index: int = 0) -> List[Dict[str, Any]]:
+    """The deltas of choice ``index`` in order (chunks without that choice skipped)."""
+    return [choice["delta"] for chunk in chunks for choice in chunk["choices"] if choice["index"] == index]
+
+
+def joined(deltas: Sequence[Dict[str, Any]], key: str) -> str:
+    """The ``key`` strings of ``deltas`` joined (``None`` and missing skipped)."""
+    return "".join(delta[key] for delta in deltas if isinstance(delta.get(key), str))

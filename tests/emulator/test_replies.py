@@ -5,17 +5,28 @@ and the public surface of ``llmproviders.testing``.
 from __future__ import annotations
 
 import random
+from typing import Any, Dict, List
 
 import pytest
 
 import llmproviders.testing as testing
-from llmproviders.testing import GPROCHAT_SECRET, pieces_for, question_from_prompt, reply_for
+from llmproviders.testing import (
+    GPROCHAT_SECRET,
+    REPLY_FORMAT,
+    TOOL_REPLY_FORMAT,
+    content_text,
+    pieces_for,
+    question_for,
+    question_from_prompt,
+    reply_for,
+)
 
 from .clients import MESSAGES, format_prompt
 
 
 def test_public_surface() -> None:
-    for name in ["Emulator", "Plan", "RecordedRequest", "reply_for", "pieces_for", "GPROCHAT_SECRET", "serve"]:
+    names = ["Emulator", "Plan", "RecordedRequest", "reply_for", "pieces_for", "GPROCHAT_SECRET", "serve", "Flaky", "DIALECTS"]
+    for name in names:
         assert name in testing.__all__
     assert all(hasattr(testing, name) for name in testing.__all__)
     public = {name for name in vars(testing) if not name.startswith("_")} - {"pytest_plugin"}
@@ -73,3 +84,31 @@ def test_reply_for_prompt_matches_messages() -> None:
             for _ in range(rng.randint(1, 5))
         ]
         assert reply_for(format_prompt(messages)) == reply_for(messages), messages
+
+
+def test_the_question_of_content_parts_is_their_joined_text() -> None:
+    parts = [
+        {"type": "text", "text": "Что на картинке?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+        {"type": "text", "text": "Кратко."},
+    ]
+    messages = [{"role": "system", "content": [{"type": "text", "text": "S"}]}, {"role": "user", "content": parts}]
+    assert content_text(parts) == "Что на картинке?\nКратко."
+    assert question_for(messages) == "Что на картинке?\nКратко."
+    assert reply_for(messages) == REPLY_FORMAT.format(q="Что на картинке?\nКратко.")
+    assert content_text(None) == "" and content_text([{"type": "image_url", "image_url": {}}]) == ""
+    with pytest.raises(TypeError):
+        content_text(42)
+
+
+def test_a_conversation_that_ends_with_tool_results_gets_them_quoted() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages: List[Dict[str, Any]] = [
+        {"role": "user", "content": "Погода?"},
+        {"role": "assistant", "content": None, "tool_calls": [call, {**call, "id": "c2"}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "21 °C"},
+        {"role": "tool", "tool_call_id": "c2", "content": [{"type": "text", "text": "ясно"}]},
+    ]
+    assert reply_for(messages) == TOOL_REPLY_FORMAT.format(result="21 °C; ясно")
+    assert reply_for(messages) == "Инструмент ответил: «21 °C; ясно». Here is the answer ✓ 🚀"
+    assert reply_for(messages[:2]) == reply_for("Погода?")  # text-only reasoning is unchanged
