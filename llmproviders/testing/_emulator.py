@@ -246,9 +246,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body(emulator.max_body_size)
         except _BadBody as bad:
             self.close_connection = True
-            reply = (endpoint.error if endpoint is not None else _generic_error)(bad.status, bad.message)
-            reply.headers["Connection"] = "close"
-            self._send(reply, {}, None)
+            refusal = (endpoint.error if endpoint is not None else _generic_error)(bad.status, bad.message)
+            refusal.headers["Connection"] = "close"
+            self._send(refusal, {}, None)
             if bad.linger:
                 self._linger()
             return

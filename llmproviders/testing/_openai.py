@@ -250,6 +250,29 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _is(kind: type) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, kind)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _in_range(low: Optional[int] = None, high: Optional[int] = None) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        if not isinstance(value, int) or isinstance(value, bool):
+            return False
+        return (low is None or value >= low) and (high is None or value <= high)
+
+    return check
+
+
+def _is_stop(value: Any) -> bool:
+    if isinstance(value, str):
+        return True
+    return isinstance(value, list) and len(value) <= 4 and all(isinstance(item, str) for item in value)
+
+
 class _Checker:
     """Validates a chat request body the way OpenAI does, with its endpoint's errors."""
 
@@ -272,28 +295,21 @@ class _Checker:
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             self.reject(400, f"stream must be a bool, got {stream!r:.80}")
-        stream_options = self.optional(body, "stream_options", lambda v: isinstance(v, dict), "an object")
-        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
-        integer = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        stream_options = self.optional(body, "stream_options", _is(dict), "an object")
         for key in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
-            self.optional(body, key, number, "a number")
+            self.optional(body, key, _is_number, "a number")
         for key in ("max_tokens", "max_completion_tokens"):
-            self.optional(body, key, lambda v: integer(v) and v >= 1, "an int >= 1")
-        self.optional(body, "seed", integer, "an int")
-        self.optional(body, "parallel_tool_calls", lambda v: isinstance(v, bool), "a bool")
-        self.optional(body, "reasoning_effort", lambda v: isinstance(v, str), "a str (low, medium, high...)")
-        self.optional(body, "user", lambda v: isinstance(v, str), "a str")
-        self.optional(
-            body,
-            "stop",
-            lambda v: isinstance(v, str) or (isinstance(v, list) and len(v) <= 4 and all(isinstance(s, str) for s in v)),
-            "a str or a list of up to 4 str",
-        )
-        logprobs = self.optional(body, "logprobs", lambda v: isinstance(v, bool), "a bool")
-        top_logprobs = self.optional(body, "top_logprobs", lambda v: integer(v) and 0 <= v <= 20, "an int from 0 to 20")
+            self.optional(body, key, _in_range(1), "an int >= 1")
+        self.optional(body, "seed", _in_range(), "an int")
+        self.optional(body, "parallel_tool_calls", _is(bool), "a bool")
+        self.optional(body, "reasoning_effort", _is(str), "a str (low, medium, high...)")
+        self.optional(body, "user", _is(str), "a str")
+        self.optional(body, "stop", _is_stop, "a str or a list of up to 4 str")
+        logprobs = self.optional(body, "logprobs", _is(bool), "a bool")
+        top_logprobs = self.optional(body, "top_logprobs", _in_range(0, 20), "an int from 0 to 20")
         if top_logprobs is not None and not logprobs:
             self.reject(400, "top_logprobs needs logprobs: true")
-        n = self.optional(body, "n", lambda v: integer(v) and 1 <= v <= 128, "an int from 1 to 128")
+        n = self.optional(body, "n", _in_range(1, 128), "an int from 1 to 128")
         self._response_format(body.get("response_format"))
         tools = self._tools(body.get("tools"))
         tool_choice = self._tool_choice(body.get("tool_choice"), tools)
@@ -365,7 +381,7 @@ class _Checker:
             role = message.get("role")
             if role not in ROLES:
                 self.reject(400, f"{where}.role must be one of {', '.join(ROLES)}, got {role!r:.80}")
-            self.optional(message, "name", lambda v: isinstance(v, str), "a str")
+            self.optional(message, "name", _is(str), "a str")
             content = message.get("content")
             if role in ("system", "developer"):
                 self._content(where, content, ("text",), required=True)
@@ -377,8 +393,8 @@ class _Checker:
                     call_ids += self._assistant_calls(where, calls)
                 has_call = bool(calls) or message.get("function_call") is not None
                 self._content(where, content, ("text", "refusal"), required=not has_call)
-                self.optional(message, "reasoning_content", lambda v: isinstance(v, str), "a str")
-                self.optional(message, "refusal", lambda v: isinstance(v, str), "a str")
+                self.optional(message, "reasoning_content", _is(str), "a str")
+                self.optional(message, "refusal", _is(str), "a str")
             elif role == "tool":
                 call_id = message.get("tool_call_id")
                 if not isinstance(call_id, str) or not call_id:
@@ -502,8 +518,8 @@ def arguments_for(schema: Any, question: str) -> Dict[str, Any]:
     """
     if not isinstance(schema, Mapping):
         return {}
-    properties = schema.get("properties") if isinstance(schema.get("properties"), Mapping) else {}
-    required = schema.get("required") if isinstance(schema.get("required"), list) else []
+    properties: Mapping[str, Any] = schema["properties"] if isinstance(schema.get("properties"), Mapping) else {}
+    required: List[Any] = schema["required"] if isinstance(schema.get("required"), list) else []
     return {name: _value_for(properties.get(name, {}), question) for name in required if isinstance(name, str)}
 
 
@@ -518,13 +534,10 @@ def _value_for(schema: Any, question: str) -> Any:
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
-    return {
-        "integer": 1,
-        "number": 1,
-        "boolean": True,
-        "array": [],
-        "null": None,
-    }.get(kind, question) if kind != "object" else arguments_for(schema, question)
+    if kind == "object":
+        return arguments_for(schema, question)
+    values: Dict[Any, Any] = {"integer": 1, "number": 1, "boolean": True, "array": [], "null": None}
+    return values.get(kind, question) if isinstance(kind, str) else question
 
 
 def _call_id(*parts: Any) -> str:
