@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
+import math
 import sys
 import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Type
@@ -79,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="stream a reply from every provider through the embedded emulator")
     demo.add_argument("--framing", choices=("chunked", "close"), default="chunked", help="how the emulator frames bodies")
-    demo.add_argument("--pace", type=float, default=0.03, help="seconds between streamed pieces (default 0.03)")
+    demo.add_argument("--pace", type=_seconds, default=0.03, help="seconds between streamed pieces (default 0.03)")
     demo.set_defaults(run=_demo)
 
     chat = commands.add_parser(
@@ -116,12 +118,42 @@ def _parser() -> argparse.ArgumentParser:
 
     emulator = commands.add_parser("emulator", help="serve the emulator until interrupted")
     emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=8000)
+    emulator.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000; 0 picks a free one)")
     emulator.add_argument("--framing", choices=("chunked", "close"), default="chunked")
-    emulator.add_argument("--pace", type=float, default=0.0, help="seconds between streamed pieces")
+    emulator.add_argument("--pace", type=_seconds, default=0.0, help="seconds between streamed pieces")
     emulator.add_argument("--api-key", default=None, help="require this bearer key on the OpenAI endpoints")
     emulator.set_defaults(run=_emulator)
     return parser
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a finite number of seconds >= 0 (``--pace -1`` is a usage error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    """argparse type: a TCP port, 0 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 65535 (0 picks a free port), got {text!r}")
+    return value
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> UsageError:
+    """The one-line error for an emulator that could not listen on ``host:port``."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = " (--port 0 picks a free port)" if exc.errno == errno.EADDRINUSE else ""
+    return UsageError(f"cannot serve the emulator on {where}: {reason}{hint}")
 
 
 @contextlib.contextmanager
@@ -131,8 +163,15 @@ def _emulator_base_url(enabled: bool, **options: Any) -> Iterator[Optional[str]]
         return
     from .testing import Emulator
 
-    with Emulator(**options) as emulator:
+    emulator = Emulator(**options)
+    try:
+        emulator.start()
+    except OSError as exc:
+        raise _bind_error(emulator.host, 0, exc) from exc
+    try:
         yield emulator.base_url
+    finally:
+        emulator.stop()
 
 
 def _on_emulator(provider: Type[Provider], root: str) -> str:
@@ -230,7 +269,12 @@ def _shorten(names: List[str], width: int) -> str:
 def _emulator(args: argparse.Namespace) -> int:
     from .testing import serve
 
-    serve(host=args.host, port=args.port, framing=args.framing, pace=args.pace, api_key=args.api_key)
+    try:
+        serve(host=args.host, port=args.port, framing=args.framing, pace=args.pace, api_key=args.api_key)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # serve() raises only its bind's OSError, before it prints anything
+        raise _bind_error(args.host, args.port, exc) from exc
     return 0
 
 

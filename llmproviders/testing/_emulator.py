@@ -10,8 +10,11 @@ connection it accepted, including idle keep-alive ones, and joins the handlers.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import math
+import re
 import select
 import selectors
 import socket
@@ -20,20 +23,30 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Dict, List, Mapping, Optional, Set, TextIO, Tuple, Type, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, TextIO, Tuple, Type, Union
 
+from ._flaky import Flaky
 from ._model import FRAMINGS, Headers, Plan, RecordedRequest, check_options
+from ._openai import DIALECT_OPTIONS, OpenAIChat, OpenAIModels, check_dialect, parse_dialect
 from ._protocols import (
     CHATGPT4ONLINE_SESSION_PATH,
     ENDPOINTS,
+    YLOKH_PATH,
+    Chatgpt4Online,
+    Chatgpt4OnlineSession,
+    Drop,
     Endpoint,
     Fixed,
+    FlowGpt,
+    Gate,
+    GPROChat,
+    NonceBook,
     Rejection,
     Reply,
     Stream,
     json_reply,
-    make_endpoints,
     scripted_reply,
+    status_phrase,
 )
 
 logger = logging.getLogger("llmproviders.testing")
@@ -43,6 +56,18 @@ FRAMING_HEADER = "X-Emulator-Framing"
 
 _SPLIT_PAUSE = 0.002
 _JOIN_TIMEOUT = 5.0
+_ACCEPT_PAUSE = 0.05
+_MAX_ACCEPT_PAUSE = 0.5
+_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+MAX_BODY_SIZE = 16 * 1024 * 1024
+"""The default limit on request bodies (``Emulator(max_body_size=...)``): 16 MiB."""
+_MAX_LINE = 8192  # a chunk-size or trailer line
+_MAX_TRAILERS = 64
+_LINGER = 1.0  # seconds spent discarding an unread body before closing, so the client sees the answer
+_LINGER_BYTES = 64 * 1024 * 1024
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 
 
 class _Cut(Exception):
@@ -67,23 +92,65 @@ class _Server(ThreadingHTTPServer):
         self.tracking_lock = threading.Lock()
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
         self._wake_reader, self._wake_writer = socket.socketpair()
+        try:
+            super().__init__(address, _Handler)  # binds: raises the bind's OSError (port in use, bad host)
+        except BaseException:
+            self.server_close()
+            raise
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self.socket.setblocking(False)  # a connection reset between select() and accept() must not block
 
     def serve(self) -> None:
-        """Accept connections until :meth:`stop_serving` (no polling delay, unlike ``serve_forever``)."""
+        """Accept connections until :meth:`stop_serving` (no polling delay, unlike ``serve_forever``).
+
+        When ``accept()`` fails for lack of resources (no file descriptors left:
+        ``EMFILE``/``ENFILE``; no buffers or memory), the pending connection stays in
+        the listen queue and the socket stays readable: instead of spinning on it, the
+        loop pauses (50 ms, doubling up to 0.5 s, while the shortage lasts), then
+        tries again, and keeps serving once descriptors are free.
+        """
         with selectors.DefaultSelector() as selector:
             selector.register(self.socket, selectors.EVENT_READ)
             selector.register(self._wake_reader, selectors.EVENT_READ)
+            pause = 0.0
             while not any(key.fileobj is self._wake_reader for key, _ in selector.select()):
-                self.handle_request()
+                pause = self._accept(pause)
+                if pause:
+                    selector.unregister(self.socket)  # wait for stop_serving() only
+                    woken = selector.select(pause)
+                    selector.register(self.socket, selectors.EVENT_READ)
+                    if woken:
+                        return
+
+    def _accept(self, pause: float) -> float:
+        """Accept and start one connection; return how long to pause before the next accept."""
+        try:
+            connection, address = self.get_request()
+        except OSError as exc:
+            if exc.errno not in _RESOURCE_ERRORS:
+                return 0.0  # nothing pending after all (EAGAIN), or a connection aborted before accept
+            if not pause:
+                logger.warning("emulator cannot accept connections: %s; retrying", exc.strerror or exc)
+            return min(2 * pause, _MAX_ACCEPT_PAUSE) if pause else _ACCEPT_PAUSE
+        try:
+            self.process_request(connection, address)
+        except Exception:  # no thread for it (RuntimeError: can't start new thread)
+            self.handle_error(connection, address)
+            self.shutdown_request(connection)
+            return min(2 * pause, _MAX_ACCEPT_PAUSE) if pause else _ACCEPT_PAUSE
+        return 0.0
 
     def stop_serving(self) -> None:
         """Make :meth:`serve` return."""
         self._wake_writer.send(b"\0")
 
     def server_close(self) -> None:
-        super().server_close()
+        """Close the listening socket and the wake-up pair (idempotent)."""
+        if hasattr(self, "socket"):
+            super().server_close()
         self._wake_reader.close()
         self._wake_writer.close()
 
@@ -135,17 +202,61 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
 
+    def parse_request(self) -> bool:
+        """The standard parsing, and 400 for what it lets through: HTTP/0.9, a
+        header section with lines that are not headers (they would hide the headers
+        after them), invalid header names (``Host : x``) and obsolete line folding."""
+        if not super().parse_request():
+            return False
+        if self.request_version == "HTTP/0.9":
+            self.send_error(400, "HTTP/0.9 requests are not supported")
+            return False
+        problem = _header_problem(self.headers)
+        if problem:
+            self.send_error(400, problem)
+            return False
+        return True
+
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+        """Errors found while parsing the request (bad request line, headers too long...):
+        always with a status line (the standard handler sends a bare HTML body when the
+        request line was unreadable), a JSON body, and the connection closed."""
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
+        self.close_connection = True
+        text = message or status_phrase(code)
+        if explain:
+            text = f"{text}: {explain}"
+        reply = _generic_error(code, text)
+        headers = {"Content-Type": reply.content_type, "Connection": "close"}
+        if code >= 200 and code not in (204, 304):
+            headers["Content-Length"] = str(len(reply.body))
+        try:
+            self._start(code, headers)
+            if self.command != "HEAD" and "Content-Length" in headers:
+                self.wfile.write(reply.body)
+        except OSError:
+            pass
+
     def do_POST(self) -> None:
         emulator = self.server.emulator
         path, _, query = self.path.partition("?")
-        try:
-            body = self._read_body()
-        except ValueError as exc:
-            self.close_connection = True
-            self._send(json_reply(400, {"error": f"unreadable request body: {exc}"}), {}, None)
-            return
-        request = RecordedRequest(self.command, path, query, Headers(self.headers.items()), body, _parse_json(body))
         endpoint = emulator._endpoints.get(path)
+        try:
+            body = self._read_body(emulator.max_body_size)
+        except _BadBody as bad:
+            self.close_connection = True
+            refusal = (endpoint.error if endpoint is not None else _generic_error)(bad.status, bad.message)
+            refusal.headers["Connection"] = "close"
+            self._send(refusal, {}, None)
+            if bad.linger:
+                self._linger()
+            return
+        except OSError:  # the client went away, or sent nothing for socket_timeout seconds
+            self.close_connection = True
+            return
+        parsed, problem = _parse_json(body)
+        request = RecordedRequest(self.command, path, query, Headers(self.headers.items()), body, parsed, problem)
         plan = emulator._admit(request, endpoint)
         options: Mapping[str, Any] = plan.options if plan else {}
         outcome = "aborted"
@@ -162,19 +273,90 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_POST
 
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            parts: List[bytes] = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0], 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(parts)
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = self.headers.get("Content-Length")
-        return self.rfile.read(int(length)) if length else b""
+    def _read_body(self, limit: int) -> bytes:
+        """The request body, from its chunks or its ``Content-Length``; raises
+        :class:`_BadBody` for a body that is malformed (400), over ``limit`` bytes (413)
+        or sent with a transfer coding other than chunked (501)."""
+        codings = [c.strip().lower() for v in self.headers.get_all("Transfer-Encoding", []) for c in v.split(",")]
+        codings = [c for c in codings if c]
+        lengths = {v.strip() for v in self.headers.get_all("Content-Length", [])}
+        if codings:
+            if lengths:  # RFC 9112 6.1: Transfer-Encoding wins; don't trust the connection afterwards
+                self.close_connection = True
+            unknown = [c for c in codings if c != "chunked"]
+            if unknown:
+                raise _BadBody(501, f"transfer coding {unknown[0]!r} is not supported (only chunked)")
+            if len(codings) > 1:
+                raise _BadBody(400, "chunked must be applied once")
+            return self._read_chunked(limit)
+        if not lengths:
+            return b""
+        if len(lengths) > 1:
+            raise _BadBody(400, f"conflicting Content-Length headers: {', '.join(sorted(lengths))}")
+        value = lengths.pop()
+        if not _CONTENT_LENGTH.fullmatch(value):
+            raise _BadBody(400, f"invalid Content-Length: {value[:40]!r} (must be a number of bytes >= 0)")
+        size = int(value)
+        if size > limit:
+            raise _BadBody(413, f"the request body ({size} bytes) is over the limit of {limit} bytes", linger=True)
+        body = self.rfile.read(size)
+        if len(body) < size:
+            raise _BadBody(400, f"the request body ended after {len(body)} of {size} bytes")
+        return body
+
+    def _read_chunked(self, limit: int) -> bytes:
+        parts: List[bytes] = []
+        total = 0
+        while True:
+            line = self._read_line("a chunk size")
+            size_text = line.split(b";", 1)[0].strip(b" \t")
+            if not _CHUNK_SIZE.fullmatch(size_text):
+                raise _BadBody(400, f"malformed chunked body: bad chunk size line {line[:40]!r}")
+            size = int(size_text, 16)
+            if size == 0:
+                break
+            total += size
+            if total > limit:
+                raise _BadBody(413, f"the chunked request body is over the limit of {limit} bytes", linger=True)
+            data = self.rfile.read(size)
+            if len(data) < size:
+                raise _BadBody(400, "malformed chunked body: it ended inside a chunk")
+            parts.append(data)
+            if self._read_line("the end of a chunk") != b"":
+                raise _BadBody(400, "malformed chunked body: a chunk is longer than its size line says")
+        for _ in range(_MAX_TRAILERS + 1):
+            if self._read_line("a trailer") == b"":
+                return b"".join(parts)
+        raise _BadBody(400, f"malformed chunked body: more than {_MAX_TRAILERS} trailer lines")
+
+    def _read_line(self, what: str) -> bytes:
+        """One CRLF (or LF) terminated line of a chunked body, without its ending."""
+        line = self.rfile.readline(_MAX_LINE + 1)
+        if not line.endswith(b"\n"):
+            if len(line) > _MAX_LINE:
+                raise _BadBody(400, f"malformed chunked body: the line for {what} is over {_MAX_LINE} bytes")
+            raise _BadBody(400, f"malformed chunked body: it ended before {what}")
+        return line[:-2] if line.endswith(b"\r\n") else line[:-1]
+
+    def _linger(self) -> None:
+        """Discard what the client is still sending (at most 1 s), so that it can read
+        the answer instead of getting a connection reset for unread data."""
+        deadline = time.monotonic() + _LINGER
+        discarded = 0
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            while discarded < _LINGER_BYTES:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.connection.settimeout(left)
+                data = self.connection.recv(65536)
+                if not data:
+                    break
+                discarded += len(data)
+        except OSError:
+            pass
 
     def _protocol_reply(
         self, request: RecordedRequest, endpoint: Optional[Endpoint], options: Mapping[str, Any]
@@ -203,6 +385,13 @@ class _Handler(BaseHTTPRequestHandler):
         delay = options.get("delay_headers")
         if delay and stopping.wait(delay):
             return "aborted"
+        if isinstance(reply, Drop):
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return "fault-disconnect"
         framing = "length" if isinstance(reply, Fixed) else self._framing(options)
         headers = {"Content-Type": reply.content_type}
         if framing == "length":
@@ -342,11 +531,66 @@ def _split_utf8(data: bytes) -> List[bytes]:
     return [data]
 
 
-def _parse_json(body: bytes) -> Any:
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _header_problem(headers: Any) -> Optional[str]:
+    """Why a parsed header section must be refused (RFC 9112 5.1, 5.2), or ``None``."""
+    if headers.defects:
+        return f"malformed header section ({type(headers.defects[0]).__name__})"
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name):
+            return f"invalid header name {name[:40]!r}"
+        if "\r" in value or "\n" in value:
+            return f"obsolete line folding in the {name} header"
+    return None
+
+
+class _BadBody(Exception):
+    """A request body the server cannot take: answered with ``status`` and the connection closed."""
+
+    def __init__(self, status: int, message: str, *, linger: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.linger = linger
+
+
+def _generic_error(status: int, message: str) -> Fixed:
+    return json_reply(status, {"error": message})
+
+
+def _parse_json(body: bytes) -> Tuple[Any, Optional[str]]:
+    """The body as JSON and ``None``, or ``None`` and why it is not JSON."""
+    if not body:
+        return None, "the body is empty"
     try:
-        return json.loads(body)
-    except ValueError:
-        return None
+        return json.loads(body), None
+    except RecursionError:
+        return None, "the JSON is nested too deeply to parse"
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits
+        return None, f"the body is not JSON ({exc})"
+
+
+def make_endpoints(
+    api_key: Optional[str] = None, dialect: Optional[Mapping[str, Any]] = None, gate: Optional[Gate] = None
+) -> Dict[str, Endpoint]:
+    """A fresh set of endpoints by path (with their own nonce book). ``api_key``, if
+    set, is required by the OpenAI endpoints; ``dialect`` holds the OpenAI endpoint's
+    dialect options; ``gate`` sees every valid chat request's question (flaky)."""
+    nonces = NonceBook()
+    endpoints: List[Endpoint] = [
+        FlowGpt(),
+        GPROChat(),
+        Chatgpt4OnlineSession(nonces),
+        Chatgpt4Online(nonces),
+        OpenAIChat(api_key, dialect),
+        OpenAIModels(api_key),
+    ]
+    for endpoint in endpoints:
+        if endpoint.main:
+            endpoint.gate = gate
+    return {endpoint.path: endpoint for endpoint in endpoints}
 
 
 class Emulator:
@@ -361,6 +605,19 @@ class Emulator:
     ``api_key``, the OpenAI endpoints (``/v1/chat/completions``, ``/v1/models``)
     require ``Authorization: Bearer <api_key>`` and answer 401 otherwise.
 
+    Requests are checked as a careful server checks them: a body over
+    ``max_body_size`` bytes (16 MiB by default) gets 413; a negative or invalid
+    ``Content-Length``, a malformed chunked body, or a body that is not JSON (also
+    one nested too deeply to parse) gets 400; each in the endpoint's error shape.
+    After a 400 or 413 for the body the connection is closed.
+
+    ``dialect`` sets the OpenAI endpoint's dialect for every request: a preset name
+    (``"llama.cpp"``, ``"ollama"``...; see ``DIALECTS``), a string of presets and
+    ``option=value`` items (``"llama.cpp,tool_call_style=whole"``) or a mapping of
+    dialect options (the OpenAI options of :meth:`plan`). ``flaky`` (a
+    :class:`Flaky`) makes a deterministic share of chat requests fail before their
+    first delta; it can be changed while running (``emulator.flaky = ...``).
+
     Use it as a context manager, or call :meth:`start` and :meth:`stop`.
     """
 
@@ -374,11 +631,22 @@ class Emulator:
         step_timeout: float = 10.0,
         socket_timeout: float = 30.0,
         api_key: Optional[str] = None,
+        max_body_size: int = MAX_BODY_SIZE,
+        dialect: Union[str, Mapping[str, Any], None] = None,
+        flaky: Optional[Flaky] = None,
     ) -> None:
         if framing not in FRAMINGS:
             raise ValueError(f"framing must be one of {FRAMINGS}, not {framing!r}")
-        if pace < 0:
-            raise ValueError("pace must be >= 0")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an int from 0 to 65535 (0: any free port), not {port!r}")
+        for name, value in (("pace", pace), ("step_timeout", step_timeout), ("socket_timeout", socket_timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+        if socket_timeout == 0:
+            raise ValueError("socket_timeout must be > 0")
+        if isinstance(max_body_size, bool) or not isinstance(max_body_size, int) or max_body_size < 0:
+            raise ValueError(f"max_body_size must be an int >= 0 (bytes), not {max_body_size!r}")
+        self.max_body_size = max_body_size
         self.host = host
         self.framing = framing
         self.pace = pace
@@ -389,7 +657,10 @@ class Emulator:
         self._requests: List[RecordedRequest] = []
         self._plans: List[Plan] = []
         self.api_key = api_key
-        self._endpoints: Dict[str, Endpoint] = make_endpoints(api_key)
+        self.dialect: Dict[str, Any] = parse_dialect(dialect)
+        self.flaky = flaky
+        self._asked: Dict[str, int] = {}
+        self._endpoints: Dict[str, Endpoint] = make_endpoints(api_key, self.dialect, self._gate)
         self._stopping = threading.Event()
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
@@ -397,13 +668,24 @@ class Emulator:
     # -- life cycle ----------------------------------------------------------------
 
     def start(self) -> Emulator:
-        """Bind and start serving in a background thread; returns ``self``."""
+        """Bind and start serving in a background thread; returns ``self``.
+
+        A failure to bind (the port is in use, the host is not an address of this
+        machine or does not resolve) raises the bind's own ``OSError`` (for example
+        ``errno.EADDRINUSE``, or ``socket.gaierror``) and leaves no thread or socket
+        behind; the emulator can be started again.
+        """
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
         self._stopping = threading.Event()
-        self._server = _Server((self.host, self._requested_port), self)
-        self._thread = threading.Thread(target=self._server.serve, name="llmproviders-emulator", daemon=True)
-        self._thread.start()
+        server = _Server((self.host, self._requested_port), self)
+        thread = threading.Thread(target=server.serve, name="llmproviders-emulator", daemon=True)
+        try:
+            thread.start()
+        except BaseException:
+            server.server_close()
+            raise
+        self._server, self._thread = server, thread
         logger.debug("emulator listening on %s", self.base_url)
         return self
 
@@ -495,9 +777,27 @@ class Emulator:
         malformed: bool = False,
         split_utf8: bool = False,
         end_mismatch: Optional[str] = None,
-        stream_error: Optional[Dict[str, Any]] = None,
+        stream_error: Union[Dict[str, Any], str, None] = None,
         start_session_html: bool = False,
         omit_trailer: bool = False,
+        reasoning: Optional[str] = None,
+        thinking: Optional[str] = None,
+        unfinished_reasoning: Optional[bool] = None,
+        tool_calls: Optional[Sequence[Mapping[str, Any]]] = None,
+        tool_call_style: Optional[str] = None,
+        finish_reason: Optional[str] = None,
+        usage: Optional[str] = None,
+        timings: Optional[bool] = None,
+        refusal: Union[str, bool, None] = None,
+        choices: Optional[int] = None,
+        context_overflow: Optional[str] = None,
+        context_window: Optional[int] = None,
+        require_reasoning_content: Optional[bool] = None,
+        stream_error_event: Optional[bool] = None,
+        invalid_utf8: Optional[bool] = None,
+        utf16_bom_line: Optional[bool] = None,
+        leading_bom: Optional[bool] = None,
+        done_ending: Optional[str] = None,
     ) -> Plan:
         """Script the next ``times`` requests to ``path``; returns the :class:`Plan`.
 
@@ -508,6 +808,11 @@ class Emulator:
         Plans are matched first come, first served. Unknown options raise
         ``TypeError``; see the package docstring for what each option does.
         Options that don't apply to a protocol are ignored by it.
+
+        The options from ``reasoning`` on are the OpenAI endpoint's dialect options
+        (they override the emulator's ``dialect`` and the model name's, key by key;
+        ``False`` turns a flag off). A plan with any of them and no ``path``
+        applies to ``/v1/chat/completions`` only.
         """
         if times < 1:
             raise ValueError("times must be >= 1")
@@ -515,10 +820,19 @@ class Emulator:
         options = {
             name: value
             for name, value in given.items()
-            if name not in ("self", "path", "times") and value is not None and value is not False
+            if name not in ("self", "path", "times")
+            and value is not None
+            and (value is not False or name in DIALECT_OPTIONS)
         }
         if start_session_html and path is None:
             path = CHATGPT4ONLINE_SESSION_PATH
+        dialect = {name: value for name, value in options.items() if name in DIALECT_OPTIONS}
+        if dialect and path is None:
+            path = YLOKH_PATH
+        try:
+            check_dialect(dialect)
+        except ValueError as exc:
+            raise ValueError(f"plan(): {exc}") from None
         check_options(options)
         plan = Plan(path, times, options)
         with self._lock:
@@ -531,11 +845,51 @@ class Emulator:
         with self._lock:
             return list(self._requests)
 
+    def requests_for(self, question: str) -> List[RecordedRequest]:
+        """The chat requests (any of the four protocols) whose question was
+        ``question``, in order: what each batch item cost, as the emulator saw it.
+        Only valid requests count (see :attr:`RecordedRequest.question`)."""
+        with self._lock:
+            return [request for request in self._requests if request.question == question]
+
     def reset(self) -> None:
-        """Forget the recorded requests and the plans not used up yet."""
+        """Forget the recorded requests, the plans not used up yet, and how often
+        each question was asked (the flaky configuration starts over)."""
         with self._lock:
             self._requests.clear()
             self._plans.clear()
+            self._asked.clear()
+
+    @property
+    def flaky(self) -> Optional[Flaky]:
+        """The :class:`Flaky` configuration, or ``None``; settable while running."""
+        return self._flaky
+
+    @flaky.setter
+    def flaky(self, flaky: Optional[Flaky]) -> None:
+        if flaky is not None and not isinstance(flaky, Flaky):
+            raise TypeError(f"flaky must be a Flaky(...) or None, not {type(flaky).__name__}")
+        self._flaky = flaky
+
+    def _gate(self, endpoint: Endpoint, request: RecordedRequest, question: str) -> Optional[Reply]:
+        """Count the question's attempt; return the flaky fault for it, if any."""
+        with self._lock:
+            attempt = self._asked.get(question, 0)
+            self._asked[question] = attempt + 1
+        request.attempt = attempt
+        flaky = self._flaky
+        fault = flaky.fault(question, attempt) if flaky is not None else None
+        request.fault = fault
+        if fault is None:
+            return None
+        if fault == "drop":
+            return Drop()
+        status = int(fault)
+        reply = endpoint.error(status, f"{status_phrase(status)} (the flaky emulator fails attempt {attempt + 1})")
+        if status == 429:
+            assert flaky is not None
+            reply.headers["Retry-After"] = f"{flaky.retry_after:g}"
+        return reply
 
     def revoke_nonces(self) -> None:
         """Make every Chatgpt4Online nonce issued so far invalid (as if it expired)."""
@@ -563,6 +917,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, file: Optional[TextIO] =
 
     Prints the base URL and every endpoint URL once, to ``file`` (default
     stdout). ``emulator_options`` go to :class:`Emulator` (``framing``, ``pace``...).
+    When the server cannot bind, the bind's ``OSError`` is raised before anything
+    is printed (see :meth:`Emulator.start`).
     """
     out = file if file is not None else sys.stdout
     emulator = Emulator(host, port, **emulator_options)

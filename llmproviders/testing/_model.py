@@ -57,10 +57,18 @@ class RecordedRequest:
     """One request the emulator received, recorded before it was answered.
 
     ``path`` excludes the query string, which is in ``query`` (without the ``?``).
-    ``json`` is the parsed body, or ``None`` when the body is not JSON. ``plan`` is
+    ``json`` is the parsed body, or ``None`` when the body is not JSON, and then
+    ``json_error`` says why (empty, not JSON, nested too deeply to parse). ``plan`` is
     the :class:`Plan` that scripted the answer, if any. ``status`` is the status
-    code that was (or is being) sent. ``outcome`` stays ``None`` until the response
-    has ended, then holds one of :data:`OUTCOMES` and ``done`` is set.
+    code that was (or is being) sent (``None`` when the connection was dropped
+    without an answer). ``outcome`` stays ``None`` until the response has ended,
+    then holds one of :data:`OUTCOMES` and ``done`` is set.
+
+    For the four chat endpoints, once the request is valid: ``question`` is the
+    question the reply quotes (see :func:`~llmproviders.testing.question_for`),
+    ``attempt`` how many requests with the same question came before this one
+    (since start or ``Emulator.reset()``), and ``fault`` the failure the flaky
+    configuration imposed on it (``"500"``, ``"429"``, ``"drop"``...) or ``None``.
     """
 
     method: str
@@ -69,8 +77,12 @@ class RecordedRequest:
     headers: Headers
     body: bytes
     json: Any = None
+    json_error: Optional[str] = None
     plan: Optional[Plan] = None
     status: Optional[int] = None
+    question: Optional[str] = None
+    attempt: Optional[int] = None
+    fault: Optional[str] = None
     outcome: Optional[str] = None
     done: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -206,12 +218,14 @@ def check_options(options: Mapping[str, Any]) -> None:
         raise TypeError("plan(): pieces must be a list of str")
     if len({"reply", "pieces", "long_reply"} & options.keys()) > 1:
         fail("give at most one of reply, pieces and long_reply")
+    scripted = {"body", "retry_after"} if "context_overflow" in options else {"status", "body", "retry_after"}
     answers = [
         name
         for name, keys in (
-            ("status/body/retry_after", {"status", "body", "retry_after"}),
+            ("status/body/retry_after", scripted),
             ("html_error", {"html_error"}),
             ("cloudflare", {"cloudflare"}),
+            ("context_overflow", {"context_overflow"}),
         )
         if keys & options.keys()
     ]

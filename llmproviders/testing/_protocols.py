@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Dict, List, Mapping, NamedTuple, NoReturn, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, NoReturn, Optional, Sequence, Set, Tuple, Union
 
 from ._model import RecordedRequest
 
@@ -60,6 +60,9 @@ CLOCK_SKEW = 300
 REPLY_FORMAT = "Вы спросили: «{q}». Here is the answer ✓ 🚀"
 """The reply to question ``q``: Cyrillic, guillemets, a BMP symbol and a non-BMP emoji."""
 
+TOOL_REPLY_FORMAT = "Инструмент ответил: «{result}». Here is the answer ✓ 🚀"
+"""The reply to a conversation that ends with tool results (see :func:`reply_for`)."""
+
 _LONG_SAMPLE = "Длинный ответ, a long answer, 長い答え, ответ ✓ 🚀 — "
 _LONG_PIECE = 64
 
@@ -75,10 +78,15 @@ _WORDS = re.compile(r"\s*\S+\s*|\s+")
 def reply_for(conversation: Conversation) -> str:
     """The reply the emulator gives to a conversation.
 
-    ``conversation`` is an OpenAI-style messages list (the question is the content
-    of the last ``"user"`` message, or of the last message if none is from the
-    user) or the text an upstream received (see :func:`question_from_prompt`).
-    The reply is exactly ``f"Вы спросили: «{q}». Here is the answer ✓ 🚀"``.
+    ``conversation`` is an OpenAI-style messages list (the question is the text of
+    the last ``"user"`` message, or of the last message if none is from the user;
+    see :func:`content_text` for content given as a list of parts) or the text an
+    upstream received (see :func:`question_from_prompt`). The reply is exactly
+    ``f"Вы спросили: «{q}». Here is the answer ✓ 🚀"``.
+
+    A conversation that ends with ``"tool"`` messages (the results of tool calls,
+    OpenAI endpoint only) gets ``f"Инструмент ответил: «{result}». Here is the answer ✓ 🚀"``,
+    where ``result`` is the text of those trailing tool messages, joined with ``"; "``.
 
     For a conversation that ends with a user message, this is what all four
     protocols answer. (FlowGpt sends the *last* message as its question, whoever
@@ -86,7 +94,14 @@ def reply_for(conversation: Conversation) -> str:
     """
     if isinstance(conversation, str):
         return REPLY_FORMAT.format(q=question_from_prompt(conversation))
-    return REPLY_FORMAT.format(q=_question_from_messages(conversation))
+    if conversation and conversation[-1].get("role") == "tool":
+        results: List[str] = []
+        for message in reversed(conversation):
+            if message.get("role") != "tool":
+                break
+            results.insert(0, content_text(message.get("content")))
+        return TOOL_REPLY_FORMAT.format(result="; ".join(results))
+    return REPLY_FORMAT.format(q=question_for(conversation))
 
 
 def question_from_prompt(text: str) -> str:
@@ -104,17 +119,36 @@ def question_from_prompt(text: str) -> str:
         return text
     ends = [mark.start() for mark in marks[1:]] + [len(body)]
     messages = [{"role": mark.group(1).lower(), "content": body[mark.end() : end]} for mark, end in zip(marks, ends)]
-    return _question_from_messages(messages)
+    return question_for(messages)
 
 
-def _question_from_messages(messages: Sequence[Mapping[str, Any]]) -> str:
+def question_for(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The question of a messages list: the text of the last ``"user"`` message, or
+    of the last message if none is from the user (see :func:`content_text`)."""
     if not messages:
         raise ValueError("reply_for() needs at least one message")
     chosen = next((m for m in reversed(messages) if m.get("role") == "user"), messages[-1])
-    content = chosen.get("content")
-    if not isinstance(content, str):
-        raise TypeError(f"message content must be a str, not {type(content).__name__}")
-    return content
+    return content_text(chosen.get("content"))
+
+
+def content_text(content: Any) -> str:
+    """The text of a message's ``content``: a str as it is; a list of parts (OpenAI's
+    ``[{"type": "text", "text": ...}, {"type": "image_url", ...}]``) gives its text
+    parts joined with ``"\\n"`` (images and other parts have no text); ``None`` gives ``""``.
+
+    Raises ``TypeError`` for anything else.
+    """
+    if isinstance(content, str):
+        return content
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        return "\n".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+        )
+    raise TypeError(f"message content must be a str or a list of parts, not {type(content).__name__}")
 
 
 def pieces_for(text: str, n: Optional[int] = None) -> List[str]:
@@ -193,7 +227,18 @@ class Stream:
     headers: Dict[str, str] = field(default_factory=dict)
 
 
-Reply = Union[Fixed, Stream]
+@dataclass
+class Drop:
+    """No answer at all: the connection is closed after the request was read."""
+
+    status: None = None
+
+
+Reply = Union[Fixed, Stream, Drop]
+
+Gate = Callable[["Endpoint", RecordedRequest, str], Optional[Reply]]
+"""Called with each chat request's question once it is validated; returns a fault to
+answer instead (the emulator's flaky configuration), or ``None``."""
 
 
 def dumps(value: Any) -> str:
@@ -213,7 +258,7 @@ def text_reply(status: int, text: str) -> Fixed:
 
 def html_reply(status: int, headers: Optional[Dict[str, str]] = None, *, title: str = "", body: str = "") -> Fixed:
     """A small generic HTML error page, like a proxy or web server sends."""
-    phrase = _phrase(status)
+    phrase = status_phrase(status)
     title = title or f"{status} {phrase}"
     body = body or f"<center><h1>{status} {phrase}</h1></center>\n<hr><center>nginx</center>"
     page = (
@@ -244,7 +289,10 @@ def cloudflare_reply() -> Fixed:
 
 
 def scripted_reply(options: Mapping[str, Any]) -> Optional[Fixed]:
-    """The answer a plan imposes instead of the protocol, or ``None`` if it doesn't."""
+    """The answer a plan imposes instead of the protocol, or ``None`` if it doesn't
+    (also with ``context_overflow``, where ``status`` is the OpenAI endpoint's)."""
+    if "context_overflow" in options:
+        return None
     if options.get("cloudflare"):
         return cloudflare_reply()
     if "html_error" in options:
@@ -257,7 +305,7 @@ def scripted_reply(options: Mapping[str, Any]) -> Optional[Fixed]:
         headers["Retry-After"] = str(options["retry_after"])
         default: Any = {"error": f"rate limited: retry after {options['retry_after']} s"}
     else:
-        default = {"error": f"HTTP {status} {_phrase(status)} (scripted by the emulator)"} if status >= 400 else b""
+        default = {"error": f"HTTP {status} {status_phrase(status)} (scripted by the emulator)"} if status >= 400 else b""
     body = options.get("body", default)
     if isinstance(body, (dict, list)):
         reply = json_reply(status, body, headers)
@@ -269,7 +317,8 @@ def scripted_reply(options: Mapping[str, Any]) -> Optional[Fixed]:
     return reply
 
 
-def _phrase(status: int) -> str:
+def status_phrase(status: int) -> str:
+    """The reason phrase of an HTTP status (``"Error"`` for an unknown code)."""
     try:
         return HTTPStatus(status).phrase
     except ValueError:
@@ -308,6 +357,13 @@ class Endpoint:
     path: str = ""
     method: str = "POST"
     main: bool = True
+    gate: Optional[Gate] = None
+
+    def asked(self, request: RecordedRequest, question: str) -> Optional[Reply]:
+        """Record the question of a validated chat request; return the fault the
+        emulator injects for it instead of the reply (see ``gate``), or ``None``."""
+        request.question = question
+        return self.gate(self, request, question) if self.gate is not None else None
 
     def respond(self, request: RecordedRequest, options: Mapping[str, Any]) -> Reply:
         """The reply to a validated request (raise :class:`Rejection` otherwise)."""
@@ -323,6 +379,8 @@ class Endpoint:
 
     def json_body(self, request: RecordedRequest) -> Dict[str, Any]:
         """The request body as a JSON object, or a 400 rejection."""
+        if request.json_error is not None:
+            self.reject(400, f"the body must be a JSON object: {request.json_error}")
         if not isinstance(request.json, dict):
             self.reject(400, f"the body must be a JSON object, got {request.body[:80]!r}")
         return request.json
@@ -365,7 +423,7 @@ class StreamingEndpoint(Endpoint):
 
     def respond(self, request: RecordedRequest, options: Mapping[str, Any]) -> Reply:
         question, context = self.accept(request)
-        return self.stream(question, context, options)
+        return self.asked(request, question) or self.stream(question, context, options)
 
     def stream(self, question: str, context: Dict[str, Any], options: Mapping[str, Any]) -> Stream:
         """The streamed reply to ``question``, after the plan's reply options."""
@@ -549,153 +607,6 @@ class Chatgpt4Online(StreamingEndpoint):
         reply = options.get("end_mismatch", text)
         end = {"success": True, "reply": reply, "images": None, "usage": None}
         return [_sse({"type": "end", "data": dumps(end)})]
-
-
-def check_bearer(request: RecordedRequest, api_key: Optional[str]) -> None:
-    """With ``api_key`` set, require ``Authorization: Bearer <api_key>`` (401 otherwise,
-    in OpenAI's error shape)."""
-    if api_key is not None and request.headers.get("authorization", "") != f"Bearer {api_key}":
-        error = {"message": "Incorrect API key provided", "type": "invalid_request_error", "code": "invalid_api_key"}
-        raise Rejection(json_reply(401, {"error": error}))
-
-
-def openai_usage(messages: Sequence[Mapping[str, Any]], text: str) -> Dict[str, int]:
-    """Token counts as the emulator reports them: words, prompt and reply."""
-    prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
-    completion_tokens = len(text.split())
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
-
-
-class OpenAIModels(Endpoint):
-    """``GET /v1/models``: OpenAI's model list (checks the key like the chat endpoint)."""
-
-    path = OPENAI_MODELS_PATH
-    method = "GET"
-    main = False
-
-    def __init__(self, api_key: Optional[str] = None) -> None:
-        self.api_key = api_key
-
-    def respond(self, request: RecordedRequest, options: Mapping[str, Any]) -> Reply:
-        check_bearer(request, self.api_key)
-        models = [
-            {"id": model, "object": "model", "created": _MODELS_CREATED, "owned_by": "llmproviders-emulator"}
-            for model in OPENAI_MODELS
-        ]
-        return json_reply(200, {"object": "list", "data": models})
-
-
-class Ylokh(StreamingEndpoint):
-    """Ylokh: OpenAI chat completions, streamed (SSE chunks, ``[DONE]``) or not.
-
-    With ``api_key``, requests must carry ``Authorization: Bearer <api_key>``. With
-    ``"stream_options": {"include_usage": true}`` every chunk has ``"usage": null`` and
-    a last chunk before ``[DONE]`` has no choices and the ``usage``, as OpenAI sends it.
-    """
-
-    path = YLOKH_PATH
-    content_type = "text/event-stream; charset=utf-8"
-
-    def __init__(self, api_key: Optional[str] = None) -> None:
-        self.api_key = api_key
-
-    def error(self, status: int, message: str) -> Fixed:
-        return json_reply(status, {"error": {"message": message, "type": "invalid_request_error", "code": None}})
-
-    def accept(self, request: RecordedRequest) -> Tuple[str, Dict[str, Any]]:
-        check_bearer(request, self.api_key)
-        body = self.json_body(request)
-        messages = self.field(body, "messages", list, "a non-empty list of {role, content}")
-        if not messages or not all(_is_message(m) for m in messages):
-            self.reject(400, "messages must be a non-empty list of {'role': str, 'content': str}")
-        model = self.field(body, "model", str, "a model name")
-        stream = body.get("stream", False)
-        if not isinstance(stream, bool):
-            self.reject(400, f"stream must be a bool, got {stream!r:.80}")
-        stream_options = body.get("stream_options")
-        if stream_options is not None and not isinstance(stream_options, dict):
-            self.reject(400, f"stream_options must be an object, got {stream_options!r:.80}")
-        context = {
-            "id": f"chatcmpl-{secrets.token_hex(12)}",
-            "created": int(time.time()),
-            "model": model,
-            "stream": stream,
-            "messages": messages,
-            "include_usage": bool(stream_options and stream_options.get("include_usage")),
-        }
-        return _question_from_messages(messages), context
-
-    def respond(self, request: RecordedRequest, options: Mapping[str, Any]) -> Reply:
-        question, context = self.accept(request)
-        if not context["stream"]:
-            return self._completion(question, context, options)
-        stream = self.stream(question, context, options)
-        if "stream_error" in options:
-            first = next((i for i, frame in enumerate(stream.frames) if frame.kind == "piece"), len(stream.frames))
-            stream.frames = stream.frames[: first + 1] + [Frame("error", _sse({"error": options["stream_error"]}))]
-        return stream
-
-    def _chunk(self, context: Dict[str, Any], delta: Dict[str, Any], finish: Optional[str] = None) -> bytes:
-        return self._frame(context, [{"index": 0, "delta": delta, "finish_reason": finish}])
-
-    def _frame(self, context: Dict[str, Any], choices: List[Any], usage: Optional[Dict[str, int]] = None) -> bytes:
-        chunk = {
-            "id": context["id"],
-            "object": "chat.completion.chunk",
-            "created": context["created"],
-            "model": context["model"],
-            "choices": choices,
-        }
-        if context["include_usage"]:
-            chunk["usage"] = usage
-        return _sse(chunk)
-
-    def opening(self, context: Dict[str, Any]) -> List[bytes]:
-        return [self._chunk(context, {"role": "assistant", "content": ""})]
-
-    def encode(self, piece: str, context: Dict[str, Any]) -> bytes:
-        return self._chunk(context, {"content": piece})
-
-    def closing(self, text: str, context: Dict[str, Any], options: Mapping[str, Any]) -> List[bytes]:
-        frames = [self._chunk(context, {}, "stop")]
-        if context["include_usage"]:
-            frames.append(self._frame(context, [], openai_usage(context["messages"], text)))
-        return frames + [b"data: [DONE]\n\n"]
-
-    def _completion(self, question: str, context: Dict[str, Any], options: Mapping[str, Any]) -> Fixed:
-        text, _ = scripted_text(question, options)
-        return json_reply(
-            200,
-            {
-                "id": context["id"],
-                "object": "chat.completion",
-                "created": context["created"],
-                "model": context["model"],
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                ],
-                "usage": openai_usage(context["messages"], text),
-            },
-        )
-
-
-def make_endpoints(api_key: Optional[str] = None) -> Dict[str, Endpoint]:
-    """A fresh set of endpoints by path (with their own nonce book); ``api_key``, if
-    set, is required by the OpenAI endpoints."""
-    nonces = NonceBook()
-    endpoints: List[Endpoint] = [
-        FlowGpt(),
-        GPROChat(),
-        Chatgpt4OnlineSession(nonces),
-        Chatgpt4Online(nonces),
-        Ylokh(api_key),
-        OpenAIModels(api_key),
-    ]
-    return {endpoint.path: endpoint for endpoint in endpoints}
 
 
 ENDPOINTS = (
