@@ -27,6 +27,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import json
+import os
 from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Optional, Union
 
 from sseclient import Event, SSEClient
@@ -59,8 +60,28 @@ MAX_EVENT_WORK = 1 << 28
 RAW_EVENT_SIZE = 1 << 20
 _BOM = b"\xef\xbb\xbf"
 
-#: The JSON decoder for frames (``json.loads``; orjson's where the speedups extra is in).
-loads: Callable[[Any], Any] = json.loads
+#: Environment variable: ``json`` keeps the standard library's decoder even where orjson
+#: is installed (the speedups extra).
+JSON_ENV = "LLMPROVIDERS_JSON"
+
+
+def _frame_decoder() -> Callable[[Any], Any]:
+    """orjson's ``loads`` where it is installed (``pip install 'llmproviders[speedups]'``),
+    else ``json.loads``. Either way a frame that fails to decode goes to :func:`loads_frame`
+    (the standard library), so results are the same: orjson refuses what the standard
+    library takes (NaN, integers beyond 64 bits), and then the standard library decides."""
+    if os.environ.get(JSON_ENV, "").strip().lower() != "json":
+        try:
+            import orjson
+        except ImportError:
+            pass
+        else:
+            return orjson.loads  # type: ignore[no-any-return]
+    return json.loads
+
+
+#: The JSON decoder of the hot path (see :func:`_frame_decoder`).
+loads: Callable[[Any], Any] = _frame_decoder()
 
 
 def loads_frame(frame: Any, *, provider: str, redact: Optional[Callable[[str], str]] = None) -> Any:
