@@ -418,7 +418,7 @@ def _completion(stream: Stream, text: str) -> ChatCompletionObject:
         for call in stream.tool_calls
     ]
     message = ChatCompletionMessage(
-        content=text or (None if calls else text),
+        content=text or (None if calls or stream.refusal else text),
         refusal=stream.refusal,
         tool_calls=calls or None,
         reasoning_content=stream.reasoning or None,
