@@ -76,7 +76,7 @@ def _frame_decoder() -> Callable[[Any], Any]:
         except ImportError:
             pass
         else:
-            return orjson.loads  # type: ignore[no-any-return]
+            return orjson.loads
     return json.loads
 
 
@@ -325,14 +325,14 @@ class _EventParser(SSEClient):
     """
 
     def __init__(self, blocks: Iterator[Union[bytes, RawEvent]]) -> None:
-        super().__init__(blocks)
+        super().__init__(blocks)  # type: ignore[arg-type]  # only our _read reads them
         self._blocks = blocks
         self.raw: List[RawEvent] = []
 
-    def _read(self) -> Iterator[bytes]:  # type: ignore[override]
+    def _read(self) -> Iterator[bytes]:
         for events in self._blocks:
-            if type(events) is not bytes:
-                self.raw.append(events)  # type: ignore[arg-type]
+            if isinstance(events, RawEvent):
+                self.raw.append(events)
                 yield _RAW_PLACEHOLDER
                 continue
             for event in events.split(b"\n\n"):
@@ -393,12 +393,12 @@ def _normalized(
                 yield _valid_utf8(chunk)  # the usual case: whole small events
                 continue
             events = framer.feed(chunk)
-            if type(events) is bytes:
+            if isinstance(events, bytes):
                 if events:
                     yield _valid_utf8(events)
             else:
                 for item in events:
-                    yield _valid_utf8(item) if type(item) is bytes else item
+                    yield _valid_utf8(item) if isinstance(item, bytes) else item
     if start:
         framer.feed(start)
     framer.finish(tail)
@@ -489,9 +489,9 @@ class _EventFramer:
         if not rest:
             return [event]
         more = self.feed(rest)
-        if type(more) is bytes:
+        if isinstance(more, bytes):
             return [event, more] if more else [event]
-        return [event, *more]  # type: ignore[list-item]
+        return [event, *more]
 
     def finish(self, tail: Optional[List[bytes]] = None) -> None:
         rest = b"".join(self.pending)
