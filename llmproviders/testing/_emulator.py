@@ -170,7 +170,12 @@ class _Server(ThreadingHTTPServer):
         )
         with self.tracking_lock:
             self.handler_threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except BaseException:  # never started: stop() must not join it
+            with self.tracking_lock:
+                self.handler_threads.discard(thread)
+            raise
 
     def _run(self, request: Any, client_address: Any) -> None:
         try:
