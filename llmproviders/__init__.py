@@ -14,14 +14,15 @@ Example usage::
 """
 
 import logging
+from typing import TYPE_CHECKING as _TYPE_CHECKING, Any as _Any
 
 from .__version__ import __version__
-from ._async import AsyncStream, get_async_limit, set_async_limit
 from ._client import Client
 from ._completion import ChatCompletion
 from ._exceptions import (
     AuthenticationError,
     CloudflareError,
+    ContextWindowExceededError,
     EmptyResponseError,
     InvalidArgumentError,
     InvalidMessagesError,
@@ -37,15 +38,32 @@ from ._exceptions import (
     RetryProviderError,
     StreamError,
     StreamInterruptedError,
+    StructuredOutputError,
     TransportError,
     UnsupportedOptionError,
 )
+from .events import Event, Finish, ReasoningDelta, RefusalDelta, TextDelta, ToolCall, ToolCallDelta, Usage
 from ._fallback import RetryProvider
-from ._messages import Messages, format_prompt
+from ._messages import Messages, format_prompt, image
 from ._provider import Provider, get_provider, list_providers, register_provider
 from ._retry import RetryPolicy
 from ._stream import Stream
 from .providers import Chatgpt4Online, FlowGpt, GPROChat, OpenAICompatible, Ylokh
+
+if _TYPE_CHECKING:  # pragma: no cover
+    from ._async import AsyncStream, get_async_limit, set_async_limit
+
+_LAZY = {"AsyncStream", "set_async_limit", "get_async_limit"}
+
+
+def __getattr__(name: str) -> _Any:
+    """The asyncio facade is imported when first used: ``import llmproviders`` does not
+    import asyncio."""
+    if name in _LAZY:
+        from . import _async
+
+        return getattr(_async, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "__version__",
@@ -66,6 +84,16 @@ __all__ = [
     "get_async_limit",
     "Messages",
     "format_prompt",
+    # events
+    "Event",
+    "TextDelta",
+    "ReasoningDelta",
+    "RefusalDelta",
+    "ToolCallDelta",
+    "ToolCall",
+    "Usage",
+    "Finish",
+    "image",
     "get_provider",
     "list_providers",
     "register_provider",
@@ -89,6 +117,8 @@ __all__ = [
     "EmptyResponseError",
     "StreamInterruptedError",
     "RetryProviderError",
+    "ContextWindowExceededError",
+    "StructuredOutputError",
 ]
 
 logging.getLogger("llmproviders").addHandler(logging.NullHandler())

@@ -12,12 +12,14 @@ catches those keeps working::
     ├── UnsupportedOptionError        (TypeError)   unknown keyword option for this provider
     ├── ProviderNotFoundError         (LookupError) unknown provider name
     ├── RetryProviderError                          every provider of a RetryProvider failed
+    ├── ContextWindowExceededError                  the prompt does not fit the model's context (never retried)
     ├── TransportError                              no usable response: connect/TLS/proxy failure
     │   └── RequestTimeoutError                     connect or read timeout before the response
     ├── ResponseStatusError                         non-2xx status (``status_code``, ``body``)
     │   ├── AuthenticationError                     401
     │   ├── RateLimitError                          429 (``retry_after``)
     │   └── CloudflareError                         a bot-protection challenge page
+    ├── StructuredOutputError         (ValueError)  ``stream.json()``: the reply is not JSON (``text``)
     └── StreamError                                 the reply itself went wrong (``partial``)
         ├── ProtocolError                           a malformed frame or body from upstream
         │   └── ReplyMismatchError                  the final reply contradicts the streamed text
@@ -27,14 +29,18 @@ catches those keeps working::
 
 Constructors take the message positionally and everything else by keyword. When a
 call was retried, the error raised is the last attempt's, and ``attempts`` lists the
-errors of the attempts before it (its message says how many there were and why). Errors
+errors of the attempts before it (``str(error)`` then says how many there were and why). Errors
 never include request headers or bodies (they may hold credentials); they carry the
 provider name and, for status errors, a short excerpt of the upstream's body.
+
+Every error survives :mod:`pickle` (a process pool or a cluster sends errors back
+pickled) with its type, its message and its fields, whatever its constructor takes: see
+:meth:`LLMProvidersError.__reduce__`.
 """
 
 from __future__ import annotations
 
-from typing import Any, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type
 
 __all__ = [
     "LLMProvidersError",
@@ -49,6 +55,7 @@ __all__ = [
     "AuthenticationError",
     "RateLimitError",
     "CloudflareError",
+    "StructuredOutputError",
     "StreamError",
     "ProtocolError",
     "ReplyMismatchError",
@@ -56,6 +63,7 @@ __all__ = [
     "EmptyResponseError",
     "StreamInterruptedError",
     "RetryProviderError",
+    "ContextWindowExceededError",
 ]
 
 
@@ -73,7 +81,24 @@ class LLMProvidersError(Exception):
         self.attempts: List["LLMProvidersError"] = []
 
     def __str__(self) -> str:
-        return self.message
+        if not self.attempts:
+            return self.message
+        return f"{self.message} {_attempts_summary(self, self.attempts)}"
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        """Pickle as the class, ``args`` and the fields, without calling ``__init__``.
+
+        Python's default rebuilds an exception as ``cls(*args)``, which fails for
+        constructors with required keyword-only arguments (``status_code=``). Here the
+        instance is rebuilt from ``args`` and then given its fields: every public
+        attribute, every public property that has a setter (so a lazily computed value
+        such as ``partial`` is pickled as its value, not as whatever computes it), and
+        ``__notes__``. Private attributes (``_name``) are left out: they may hold what a
+        pickle cannot carry (a file, a lock). ``__cause__`` is kept when it is an error
+        of this library; any other cause (a ``requests`` error holding a response and
+        its socket) is dropped, as pickle does for every exception's cause.
+        """
+        return (_rebuild, (type(self), self.args, _fields(self)))
 
 
 class InvalidArgumentError(LLMProvidersError, ValueError):
@@ -169,17 +194,40 @@ class CloudflareError(ResponseStatusError):
     """The upstream answered with a bot-protection challenge page instead of the API."""
 
 
+class StructuredOutputError(LLMProvidersError, ValueError):
+    """``stream.json()``: the reply's text is not the JSON asked for. ``text`` keeps it."""
+
+    def __init__(self, message: str, *, provider: Optional[str] = None, text: str = "") -> None:
+        super().__init__(message, provider=provider)
+        self.text = text
+
+
 class StreamError(LLMProvidersError):
     """The reply went wrong after the response started.
 
     ``partial`` is the text already delivered to the caller before the error, exactly
     as it was yielded (empty if nothing was). With ``stream=False`` nothing is yielded
-    before the end, so ``partial`` then holds the text received before the error.
+    before the end, so ``partial`` then holds the text received before the error. It is
+    read from the stream's record when first asked for, so an error after a very long
+    reply costs no memory unless ``partial`` is used.
     """
 
-    def __init__(self, message: str, *, provider: Optional[str] = None, partial: str = "") -> None:
+    def __init__(self, message: str, *, provider: Optional[str] = None, partial: Optional[str] = None) -> None:
         super().__init__(message, provider=provider)
-        self.partial = partial
+        self._partial: Optional[str] = partial
+        self._partial_source: Any = None  # a record of the delivered text (see Stream)
+
+    @property
+    def partial(self) -> str:
+        if self._partial is None:
+            source, self._partial_source = self._partial_source, None
+            self._partial = source.text() if source is not None else ""
+        return self._partial
+
+    @partial.setter
+    def partial(self, value: str) -> None:
+        self._partial = value
+        self._partial_source = None
 
 
 class ProtocolError(StreamError):
@@ -232,3 +280,76 @@ class RetryProviderError(LLMProvidersError):
     def __init__(self, message: str, *, errors: Mapping[str, BaseException]) -> None:
         super().__init__(message)
         self.errors = dict(errors)
+
+
+def _fields(error: LLMProvidersError) -> Dict[str, Any]:
+    """What :meth:`LLMProvidersError.__reduce__` pickles besides the class and ``args``."""
+    fields = {
+        name: value
+        for name, value in vars(error).items()
+        if not name.startswith("_") or (name.startswith("__") and name.endswith("__"))
+    }
+    for cls in type(error).__mro__:
+        for name, attribute in vars(cls).items():
+            if isinstance(attribute, property) and attribute.fset is not None and not name.startswith("_"):
+                fields[name] = getattr(error, name)
+    cause = error.__cause__
+    if isinstance(cause, LLMProvidersError):
+        fields["__cause__"] = cause
+        fields["__suppress_context__"] = error.__suppress_context__
+    return fields
+
+
+def _rebuild(cls: Type[LLMProvidersError], args: Tuple[Any, ...], fields: Dict[str, Any]) -> LLMProvidersError:
+    """Unpickle an error: an instance of ``cls`` with ``args``, given its ``fields``."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    for name, value in fields.items():
+        setattr(error, name, value)  # through a property's setter where there is one
+    return error
+
+
+class ContextWindowExceededError(LLMProvidersError):
+    """The server refused the request because it does not fit the model's context window
+    (llama.cpp's ``exceed_context_size_error``, OpenAI's ``context_length_exceeded``).
+    Never retried, whatever the HTTP status: asking again cannot help.
+
+    ``n_prompt_tokens`` and ``n_ctx`` are the prompt's size and the context's, where the
+    server said them; ``status_code`` is the HTTP status (None inside a stream);
+    ``error`` the server's error object.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: Optional[str] = None,
+        n_prompt_tokens: Optional[int] = None,
+        n_ctx: Optional[int] = None,
+        status_code: Optional[int] = None,
+        error: Any = None,
+    ) -> None:
+        super().__init__(message, provider=provider)
+        self.n_prompt_tokens = n_prompt_tokens
+        self.n_ctx = n_ctx
+        self.status_code = status_code
+        self.error = error
+
+
+def _attempts_summary(error: LLMProvidersError, failures: Sequence[BaseException]) -> str:
+    """``[3 attempts; earlier: 1) ...; 2) ...]``: what the earlier attempts of a call ran into."""
+    total = len(failures) + 1
+    final = _one_line(error, error.message)
+    earlier = [_one_line(e, getattr(e, "message", str(e))) for e in failures]
+    if all(line == final for line in earlier):
+        return f"[{total} attempts, all failed the same way]"
+    reasons = "; ".join(f"{n}) {line}" for n, line in enumerate(earlier, 1))
+    return f"[{total} attempts; earlier: {reasons}]"
+
+
+def _one_line(error: BaseException, text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    prefix = f"{getattr(error, 'provider', None)}: "
+    if text.startswith(prefix):
+        text = text[len(prefix) :]
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,17 +1,25 @@
-"""Framing readers: from body bytes, as they arrive, to frames.
+"""Framing: from body bytes, as they arrive, to frames. No I/O here.
 
-One reader per wire format the providers use:
+One decoder per wire format the providers use, each a generator over any iterable of
+byte chunks (a transport's body, or a list in tests):
 
-- :func:`iter_ndjson`: newline-delimited JSON, one object per line (FlowGpt).
-- :func:`iter_text`: raw UTF-8 text, decoded incrementally (GPROChat).
-- :func:`iter_sse`: Server-Sent Events, parsed by ``sseclient-py``; yields each event's
-  ``data`` (Chatgpt4Online, Ylokh).
+- :func:`iter_ndjson`: newline-delimited JSON; yields each line's decoded value (FlowGpt).
+- :func:`iter_text`: raw UTF-8 text, decoded incrementally; yields ``str`` (GPROChat).
+- :func:`iter_sse_events`: Server-Sent Events as the WHATWG standard reads them; yields
+  each dispatched event (``.event``, ``.data``, ``.id``), its fields parsed by
+  ``sseclient-py`` (Chatgpt4Online, the OpenAI protocol). :func:`iter_sse` yields just
+  each event's ``data``.
+- :func:`iter_json`: one whole JSON body (a non-streamed reply).
 
-Each takes an iterable of byte chunks split anywhere (inside a line, an event or a
-multi-byte character) and yields a frame as soon as its last byte is in, never
-later. Malformed input raises :class:`ProtocolError`; a body that ends in the middle
-of a frame raises :class:`StreamInterruptedError`. A single frame may not exceed
-``max_frame`` bytes, so a broken or hostile upstream cannot exhaust memory.
+Chunks may be split anywhere (inside a line, an event or a multi-byte character); a
+frame is yielded as soon as its last byte is in, never later. Malformed input raises
+:class:`ProtocolError`; a body that ends in the middle of a frame raises
+:class:`StreamInterruptedError`, except that an SSE decoder given a ``tail`` list puts
+the unterminated rest there instead (the SSE standard discards it; the protocol then
+decides whether the reply was complete). A frame may not exceed ``max_frame`` bytes, so
+a broken or hostile upstream cannot exhaust memory; an SSE event bigger than
+:data:`RAW_EVENT_SIZE` with one ``data`` line comes out as a :class:`RawEvent` that
+keeps its bytes as they arrived (no copy), for providers that read it piecewise.
 """
 
 from __future__ import annotations
@@ -19,46 +27,72 @@ from __future__ import annotations
 import codecs
 import contextlib
 import json
-from typing import Any, ContextManager, Iterable, Iterator, List, Optional
+from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Optional, Union
 
-from sseclient import SSEClient
+from sseclient import Event, SSEClient
 
 from ._exceptions import ProtocolError, StreamInterruptedError
 from ._http import excerpt
 
-__all__ = ["iter_ndjson", "iter_text", "iter_sse", "loads_frame", "MAX_FRAME"]
+__all__ = [
+    "iter_ndjson",
+    "iter_text",
+    "iter_sse",
+    "iter_sse_events",
+    "iter_json",
+    "loads",
+    "loads_frame",
+    "RawEvent",
+    "FRAMINGS",
+    "MAX_FRAME",
+    "MAX_JSON_BODY",
+]
 
 MAX_FRAME = 8 * 1024 * 1024  # bytes in one line or event
-_PLAIN: ContextManager[Any] = contextlib.nullcontext()  # no transport to translate errors of
+MAX_JSON_BODY = 16 * 1024 * 1024  # bytes in a whole (non-streamed) JSON body
+_PLAIN: ContextManager[Any] = contextlib.nullcontext()
 MAX_EVENT_LINES = 1_000  # lines in one SSE event (real events have one or two)
 #: sseclient-py appends an event's data line by line, so parsing costs about lines x
 #: bytes; an event over this product is refused (a 256 MiB event must be one line).
 MAX_EVENT_WORK = 1 << 28
+#: An SSE event with one ``data`` line bigger than this is passed on as a RawEvent.
+RAW_EVENT_SIZE = 1 << 20
 _BOM = b"\xef\xbb\xbf"
 
+#: The JSON decoder for frames (``json.loads``; orjson's where the speedups extra is in).
+loads: Callable[[Any], Any] = json.loads
 
-def loads_frame(frame: Any, *, provider: str) -> Any:
-    """Decode one frame's JSON, or raise :class:`ProtocolError` showing the frame."""
+
+def loads_frame(frame: Any, *, provider: str, redact: Optional[Callable[[str], str]] = None) -> Any:
+    """Decode one frame's JSON, or raise :class:`ProtocolError` showing the frame
+    (shortened, with ``redact`` applied: the frame comes from the upstream and may echo
+    a secret). Absurdly deep nesting is a ProtocolError too, never a RecursionError."""
     try:
         return json.loads(frame)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, absurd nesting
         shown = excerpt(frame)
+        if redact is not None:
+            shown = redact(shown)
+        why = "nested too deeply" if isinstance(exc, RecursionError) else "not JSON"
+        # The decoder's error holds the whole frame: it is not chained (a secret may be in it).
         raise ProtocolError(
-            f"{provider}: malformed frame from upstream (not JSON): {shown!r}",
-            provider=provider,
-            frame=shown,
-        ) from exc
+            f"{provider}: malformed frame from upstream ({why}): {shown!r}", provider=provider, frame=shown
+        ) from None
 
 
 def _too_large(provider: str, what: str, max_frame: int) -> ProtocolError:
     return ProtocolError(
-        f"{provider}: one {what} is larger than {max_frame} bytes; refusing to buffer it",
-        provider=provider,
+        f"{provider}: one {what} is larger than {max_frame} bytes; refusing to buffer it", provider=provider
     )
 
 
 def iter_ndjson(
-    chunks: Iterable[bytes], *, provider: str, max_frame: int = MAX_FRAME, reading: ContextManager[Any] = _PLAIN
+    chunks: Iterable[bytes],
+    *,
+    provider: str,
+    max_frame: int = MAX_FRAME,
+    tail: Optional[List[bytes]] = None,
+    reading: ContextManager[Any] = _PLAIN,
 ) -> Iterator[Any]:
     """Yield the decoded JSON value of every non-blank line.
 
@@ -68,6 +102,7 @@ def iter_ndjson(
     """
     pending: List[bytes] = []  # pieces of the current, unterminated line
     pending_size = 0
+    decode = loads
     with reading:
         for chunk in chunks:
             if b"\n" not in chunk:
@@ -81,37 +116,44 @@ def iter_ndjson(
                 chunk = b"".join(pending)
                 pending.clear()
             lines = chunk.split(b"\n")
-            tail = lines.pop()
+            rest = lines.pop()
             for line in lines:
                 if line and line != b"\r":
                     try:
-                        value = json.loads(line)  # surrounding whitespace (a CR) is fine for JSON
+                        value = decode(line)  # surrounding whitespace (a CR) is fine for JSON
                     except (ValueError, RecursionError):
                         line = line.strip()
                         if not line:
                             continue  # a blank line
                         value = loads_frame(line, provider=provider)  # raises, showing the line
                     yield value
-            if tail:
-                pending.append(tail)
-            pending_size = len(tail)
+            if rest:
+                pending.append(rest)
+            pending_size = len(rest)
             if pending_size > max_frame:
                 raise _too_large(provider, "line", max_frame)
-    tail = b"".join(pending).strip()
-    if tail:
+    last = b"".join(pending).strip()
+    if last:
         try:
-            value = json.loads(tail)
-        except (ValueError, RecursionError) as exc:
+            value = json.loads(last)
+        except (ValueError, RecursionError):
             raise StreamInterruptedError(
-                f"{provider}: the body ended in the middle of a line: {excerpt(tail)!r}",
-                provider=provider,
-            ) from exc
+                f"{provider}: the body ended in the middle of a line: {excerpt(last)!r}", provider=provider
+            ) from None
         yield value
 
 
-def iter_text(chunks: Iterable[bytes], *, provider: str, reading: ContextManager[Any] = _PLAIN) -> Iterator[str]:
+def iter_text(
+    chunks: Iterable[bytes],
+    *,
+    provider: str,
+    max_frame: int = MAX_FRAME,
+    tail: Optional[List[bytes]] = None,
+    reading: ContextManager[Any] = _PLAIN,
+) -> Iterator[str]:
     """Yield UTF-8 text as it arrives; a character split across chunks comes out whole.
-    A byte order mark at the start is dropped."""
+    A byte order mark at the start is dropped. (Nothing is buffered: ``max_frame`` and
+    ``tail`` do not apply.)"""
     decode = codecs.getincrementaldecoder("utf-8")("strict").decode
     reads = iter(chunks)
     started = False
@@ -136,37 +178,118 @@ def iter_text(chunks: Iterable[bytes], *, provider: str, reading: ContextManager
                 yield valid
             bad = exc.object[exc.start : exc.end]
             raise ProtocolError(
-                f"{provider}: the reply is not valid UTF-8 (bytes {bad!r})",
-                provider=provider,
-                frame=repr(bad),
-            ) from exc
+                f"{provider}: the reply is not valid UTF-8 (bytes {bad!r})", provider=provider, frame=repr(bad)
+            ) from None
     try:
         decode(b"", True)
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError:
         raise StreamInterruptedError(
             f"{provider}: the body ended in the middle of a UTF-8 character", provider=provider
-        ) from exc
+        ) from None
+
+
+def iter_json(
+    chunks: Iterable[bytes],
+    *,
+    provider: str,
+    max_frame: int = MAX_JSON_BODY,
+    tail: Optional[List[bytes]] = None,
+    reading: ContextManager[Any] = _PLAIN,
+) -> Iterator[Any]:
+    """Yield the one JSON value of a whole body (at most ``max_frame`` bytes, and never
+    less than :data:`MAX_JSON_BODY`)."""
+    limit = max(max_frame, MAX_JSON_BODY)
+    body = bytearray()
+    with reading:
+        for chunk in chunks:
+            body += chunk
+            if len(body) > limit:
+                raise ProtocolError(f"{provider}: the response body is larger than {limit} bytes", provider=provider)
+    yield loads_frame(bytes(body), provider=provider)
+
+
+class RawEvent:
+    """An SSE event too big to copy around: one ``data`` line, kept as the chunks it
+    arrived in. ``data`` decodes it (invalid UTF-8 becomes U+FFFD, as for every event);
+    :meth:`pieces` gives its bytes without joining them."""
+
+    __slots__ = ("event", "id", "retry", "_chunks", "_start", "_size")
+
+    def __init__(self, chunks: List[bytes], start: int, size: int) -> None:
+        self.event = "message"
+        self.id: Optional[str] = None
+        self.retry: Optional[str] = None
+        self._chunks = chunks  # the event's bytes are chunks[0][start:] ... (size bytes)
+        self._start = start
+        self._size = size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def pieces(self) -> Iterator[bytes]:
+        """The data's bytes, in the pieces they arrived in (the first and last trimmed)."""
+        left = self._size
+        start = self._start
+        for chunk in self._chunks:
+            piece = chunk[start : start + left] if start or len(chunk) - start > left else chunk
+            start = 0
+            if piece:
+                left -= len(piece)
+                yield piece
+            if left <= 0:
+                return
+
+    @property
+    def data(self) -> str:
+        return b"".join(self.pieces()).decode("utf-8", "replace")
+
+
+SSEFrame = Union[Event, RawEvent]
+
+
+def iter_sse_events(
+    chunks: Iterable[bytes],
+    *,
+    provider: str,
+    max_frame: int = MAX_FRAME,
+    tail: Optional[List[bytes]] = None,
+    reading: ContextManager[Any] = _PLAIN,
+) -> Iterator[SSEFrame]:
+    """Yield each dispatched Server-Sent Event (``sseclient.Event``, or :class:`RawEvent`
+    for a big one), as the WHATWG standard reads the stream.
+
+    Line endings are normalised to ``\\n`` first (sseclient-py finds an event's end by
+    looking for a blank line at the end of its buffer, which a ``\\n`` line followed by a
+    ``\\r\\n`` blank line would hide). A leading byte order mark is dropped; events
+    without data are not dispatched; invalid UTF-8 inside an event decodes to U+FFFD and
+    the stream goes on. A body that ends inside an event does not dispatch it: the
+    unterminated rest goes into ``tail`` if given, otherwise it is a
+    :class:`StreamInterruptedError`.
+    """
+    parser = _EventParser(_normalized(chunks, provider=provider, max_frame=max_frame, reading=reading, tail=tail))
+    raw = parser.raw
+    for event in parser.events():
+        if event.event == _RAW_MARK:
+            yield raw.pop(0)
+        else:
+            yield event
 
 
 def iter_sse(
-    chunks: Iterable[bytes], *, provider: str, max_frame: int = MAX_FRAME, reading: ContextManager[Any] = _PLAIN
+    chunks: Iterable[bytes],
+    *,
+    provider: str,
+    max_frame: int = MAX_FRAME,
+    tail: Optional[List[bytes]] = None,
+    reading: ContextManager[Any] = _PLAIN,
 ) -> Iterator[str]:
-    """Yield the ``data`` of each Server-Sent Event, parsed by ``sseclient-py``.
+    """The ``data`` of each event :func:`iter_sse_events` yields."""
+    for event in iter_sse_events(chunks, provider=provider, max_frame=max_frame, tail=tail, reading=reading):
+        yield event.data
 
-    Line endings are normalised to ``\\n`` first: sseclient-py finds an event's end by
-    looking for a blank line at the end of its buffer, which a ``\\n`` line followed by a
-    ``\\r\\n`` blank line would hide. A body that ends inside an event (the SSE spec says
-    to drop it; sseclient-py would dispatch it) raises :class:`StreamInterruptedError`.
-    """
-    client = _EventParser(_normalized(chunks, provider=provider, max_frame=max_frame, reading=reading))
-    try:
-        for event in client.events():
-            yield event.data
-    except UnicodeDecodeError as exc:
-        bad = exc.object[max(0, exc.start - 20) : exc.end + 20]
-        raise ProtocolError(
-            f"{provider}: an event is not valid UTF-8: {bad!r}", provider=provider, frame=repr(bad)
-        ) from exc
+
+_RAW_MARK = "\x00llmproviders-raw-event"
+_RAW_PLACEHOLDER = b"event: " + _RAW_MARK.encode() + b"\ndata: 1"
 
 
 class _EventParser(SSEClient):
@@ -177,30 +300,52 @@ class _EventParser(SSEClient):
     ``\r\n`` blank one. :func:`_normalized` already cuts the bytes into whole events
     with ``\n`` line endings, so here they are only split apart; ``events()`` (the
     field parsing: ``data``, ``event``, ``id``, ``retry``, comments) is sseclient-py's.
+    A :class:`RawEvent` passes sseclient-py by as a placeholder event.
     """
 
-    def __init__(self, blocks: Iterator[bytes]) -> None:
+    def __init__(self, blocks: Iterator[Union[bytes, RawEvent]]) -> None:
         super().__init__(blocks)
         self._blocks = blocks
+        self.raw: List[RawEvent] = []
 
-    def _read(self) -> Iterator[bytes]:
+    def _read(self) -> Iterator[bytes]:  # type: ignore[override]
         for events in self._blocks:
+            if type(events) is not bytes:
+                self.raw.append(events)  # type: ignore[arg-type]
+                yield _RAW_PLACEHOLDER
+                continue
             for event in events.split(b"\n\n"):
                 if event:
                     yield event
 
 
+def _valid_utf8(block: bytes) -> bytes:
+    """``block``, with invalid UTF-8 replaced by U+FFFD (sseclient-py decodes strictly)."""
+    if block.isascii():
+        return block
+    try:
+        block.decode("utf-8")
+    except UnicodeDecodeError:
+        return block.decode("utf-8", "replace").encode("utf-8")
+    return block
+
+
 def _normalized(
-    chunks: Iterable[bytes], *, provider: str, max_frame: int, reading: ContextManager[Any]
-) -> Iterator[bytes]:
-    """Pass on whole events only, with CRLF and CR turned into LF.
+    chunks: Iterable[bytes],
+    *,
+    provider: str,
+    max_frame: int,
+    reading: ContextManager[Any],
+    tail: Optional[List[bytes]],
+) -> Iterator[Union[bytes, RawEvent]]:
+    """Pass on whole events only, with CRLF and CR turned into LF and valid UTF-8.
 
     Events are buffered here, in a list joined once, and sseclient-py sees only whole
     events: it would append an event's pieces one by one, which is quadratic for a big
     event. Nothing waits longer for it: an event is dispatched at its blank line anyway.
     A CR at the end of a chunk becomes LF at once; an LF that starts the next chunk is
     then dropped as its pair. A leading byte order mark is removed (sseclient-py would
-    read ``\ufeffdata`` as a field name).
+    read ``\\ufeffdata`` as a field name).
     """
     framer = _EventFramer(provider, max_frame)
     after_cr = False  # the last chunk ended with CR: an LF starting this one belongs to it
@@ -224,14 +369,18 @@ def _normalized(
                 continue
             if not framer.pending and chunk[-2:] == b"\n\n" and len(chunk) < MAX_EVENT_LINES:
                 framer.ends_with_newline = True
-                yield chunk  # the usual case: whole small events, nothing to count or keep
+                yield _valid_utf8(chunk)  # the usual case: whole small events
                 continue
             events = framer.feed(chunk)
-            if events:
-                yield events
+            if type(events) is bytes:
+                if events:
+                    yield _valid_utf8(events)
+            else:
+                for item in events:
+                    yield _valid_utf8(item) if type(item) is bytes else item
     if start:
         framer.feed(start)
-    framer.finish()
+    framer.finish(tail)
 
 
 class _EventFramer:
@@ -246,8 +395,9 @@ class _EventFramer:
         self.lines = 0
         self.ends_with_newline = True  # the start of the body counts as a line start
 
-    def feed(self, chunk: bytes) -> bytes:
-        """Take ``chunk``; return the whole events it completes (maybe ``b""``)."""
+    def feed(self, chunk: bytes) -> Union[bytes, List[Union[bytes, RawEvent]]]:
+        """Take ``chunk``; return the whole events it completes (maybe ``b""``), or, when
+        it completes a big one-line event, a list with a :class:`RawEvent` in it."""
         newlines = chunk.count(b"\n")
         if self.lines + newlines > MAX_EVENT_LINES:  # rare: look at each event in the chunk
             segments = chunk.split(b"\n\n")
@@ -276,6 +426,10 @@ class _EventFramer:
                     provider=self.provider,
                 )
             return b""
+        if self.pending and self.size + len(chunk) > RAW_EVENT_SIZE:
+            raw = self._raw(chunk)
+            if raw is not None:
+                return raw
         self.ends_with_newline = chunk[-1] == 10
         if cut == len(chunk) and not self.pending:
             return chunk  # the usual case: a write of whole events, passed on as it is
@@ -287,10 +441,53 @@ class _EventFramer:
         self.lines = rest.count(b"\n")
         return events
 
-    def finish(self) -> None:
+    def _raw(self, chunk: bytes) -> Optional[List[Union[bytes, RawEvent]]]:
+        """The big event in progress ends in ``chunk``: if it is a single ``data:`` line,
+        hand it on as a RawEvent over its chunks (no copy), then the rest of ``chunk``.
+        None if it is not such an event (it then takes the usual path)."""
+        pending = self.pending
+        while len(pending[0]) < 6 and len(pending) > 1:  # "data: " split across chunks
+            pending[0:2] = [pending[0] + pending[1]]
+        if not pending[0].startswith(b"data:"):
+            return None
+        if self.lines == 0:  # the line ends in this chunk, and the blank line right after it
+            take = chunk.find(b"\n")
+            if chunk[take : take + 2] != b"\n\n":
+                return None
+            rest_at, trailing = take + 2, 0
+        elif self.lines == 1 and self.ends_with_newline and chunk[0] == 10:
+            take, rest_at, trailing = 0, 1, 1  # the line's "\n" is pending; this one ends the event
+        else:
+            return None
+        start = 6 if pending[0][5:6] == b" " else 5
+        if take:
+            pending.append(chunk[:take])
+        event = RawEvent(pending, start, sum(map(len, pending)) - start - trailing)
+        self.pending, self.size, self.lines, self.ends_with_newline = [], 0, 0, True
+        rest = chunk[rest_at:]
+        if not rest:
+            return [event]
+        more = self.feed(rest)
+        if type(more) is bytes:
+            return [event, more] if more else [event]
+        return [event, *more]  # type: ignore[list-item]
+
+    def finish(self, tail: Optional[List[bytes]] = None) -> None:
         rest = b"".join(self.pending)
         if any(line == b"data" or line.startswith(b"data:") for line in rest.split(b"\n")):
+            if tail is not None:
+                tail.append(rest)
+                return
             raise StreamInterruptedError(
                 f"{self.provider}: the body ended in the middle of an event: {excerpt(rest)!r}",
                 provider=self.provider,
             )
+
+
+#: The framings a provider may name, by name.
+FRAMINGS: Dict[str, Callable[..., Iterator[Any]]] = {
+    "ndjson": iter_ndjson,
+    "text": iter_text,
+    "sse": iter_sse_events,
+    "json": iter_json,
+}

@@ -184,6 +184,16 @@ def resolve_timeout(timeout: TimeoutArg, default: Tuple[float, float]) -> Tuple[
     return (float(pair[0]), float(pair[1]))
 
 
+def check_deadline(deadline: Any) -> Optional[float]:
+    """``deadline=`` as seconds, or None; a non-number, NaN, infinity or a value <= 0 is
+    an :class:`InvalidArgumentError` (interim: the transport branch owns this)."""
+    if deadline is None:
+        return None
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not math.isfinite(deadline) or deadline <= 0:
+        raise InvalidArgumentError(f"deadline must be a positive, finite number of seconds, not {deadline!r}")
+    return float(deadline)
+
+
 def redact_url(url: str) -> str:
     """``url`` without credentials, query or fragment: safe for messages and logs."""
     parts = urlsplit(url)
@@ -238,6 +248,23 @@ def join_url(base_url: Optional[str], default_url: str) -> str:
             break
     joined = "/" + "/".join(prefix + path[overlap:])
     return urlunsplit((base.scheme, base.netloc, joined, target.query, ""))
+
+
+class _Exchange:
+    """Interim: one request and its response, as the layers above expect it."""
+
+    def __init__(self, call: "Call", response: requests.Response) -> None:
+        self._call = call
+        self.response = response
+        self.headers = response.headers
+        self.cookies = response.cookies
+        self.status_code = response.status_code
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        return self._call.iter_bytes(self.response)
+
+    def read_json(self, limit: int = 16 * 1024 * 1024) -> Any:
+        return self._call.read_json(self.response, limit=limit)
 
 
 class Call:
@@ -330,7 +357,7 @@ class Call:
             if self.aborted:  # aborted just as the headers came in
                 raise self._aborted_error()
             self._check(response)
-            yield response
+            yield _Exchange(self, response)  # type: ignore[misc]  # (interim: the transport branch replaces this)
             self._drain(response)  # the protocol is done (no exception, no early stop)
         finally:
             self._response = None

@@ -1,9 +1,16 @@
-"""The provider base class and the provider registry.
+"""The provider base class, the pipeline every call runs, and the provider registry.
 
-A provider is a class: its metadata are class attributes (as in the original
-framework), and its calls are class methods. A subclass describes its protocol in
-one method, :meth:`Provider._generate`, a generator of text deltas; validation,
-model resolution, transport, errors and the :class:`Stream` wrapper live here once.
+A provider is a class that describes its protocol declaratively: its metadata (class
+attributes, as in the original framework), its options with their types and ranges,
+how to build its request (:meth:`Provider.build_request`), its framing (NDJSON, raw
+text, SSE), and how one frame turns into events (:meth:`Provider.parse`). The base
+class owns everything else, once:
+
+- checking the messages, the model and the options before any network I/O;
+- one pipeline per attempt: transport bytes -> framing -> ``parse`` -> a fresh
+  :class:`~llmproviders._reply.Reply`, whose events the :class:`Stream` records and
+  yields (an attempt that is retried leaves nothing behind);
+- retries, deadline, abort, and the :class:`Stream` wrapper.
 
 Example usage::
 
@@ -18,26 +25,51 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, ClassVar, Dict, FrozenSet, Iterator, List, Optional, Tuple, Type, TypeVar
+from types import GeneratorType
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, Iterator, List, NamedTuple, Optional, Tuple, Type, TypeVar
 
-from ._async import AsyncStream, collect
-from ._exceptions import InvalidArgumentError, ModelNotSupportedError, ProviderNotFoundError, UnsupportedOptionError
-from ._framing import MAX_FRAME
-from ._http import DEFAULT_TIMEOUT, Call, TimeoutArg
+from ._exceptions import (
+    InvalidArgumentError,
+    ModelNotSupportedError,
+    ProviderNotFoundError,
+    StreamInterruptedError,
+)
+from ._framing import FRAMINGS, MAX_FRAME
+from ._http import DEFAULT_TIMEOUT, Call, TimeoutArg, excerpt
 from ._messages import Messages, validate_messages
-from ._retry import RetryPolicy, resolve_retries, with_retries
-from ._stream import Stream
+from ._options import Flag, OptionsDeclaration, check_options
+from ._reply import JOIN_EVERY, Reply
+from ._retry import RetryPolicy, resolve_retries, run_attempts
+from ._secrets import Secrets
+from ._stream import ReplyView, Stream
 
-__all__ = ["Provider", "register_provider", "get_provider", "list_providers"]
+if TYPE_CHECKING:  # pragma: no cover
+    from ._async import AsyncStream
+
+__all__ = ["Provider", "Request", "register_provider", "get_provider", "list_providers", "BASE_URL_ENV"]
 
 P = TypeVar("P", bound=Type["Provider"])
 #: Environment variable that points every provider at another host (e.g. the emulator).
 BASE_URL_ENV = "LLMPROVIDERS_BASE_URL"
+_STREAM_FLAG = Flag()
+
+
+class Request(NamedTuple):
+    """One HTTP request a provider wants sent: the URL (``call.url(real_url)``), headers
+    and a JSON (or raw) body."""
+
+    url: str
+    headers: Dict[str, str]
+    json: Any = None
+    data: Optional[bytes] = None
+    cookies: Any = None
+    method: str = "POST"
 
 
 class Provider:
-    """Base class of every provider. Subclasses set the metadata and implement
-    :meth:`_generate`; callers use :meth:`create_completion` and :meth:`create`."""
+    """Base class of every provider. Subclasses set the metadata and describe their
+    protocol (:meth:`build_request`, :attr:`framing`, :meth:`parse`, maybe :meth:`end`);
+    callers use :meth:`create_completion` and :meth:`create`."""
 
     #: The service's home page.
     url: ClassVar[str] = ""
@@ -55,8 +87,11 @@ class Provider:
     #: Send to this host instead of the real one, for every call that passes no
     #: ``base_url`` (falls back to the ``LLMPROVIDERS_BASE_URL`` environment variable).
     base_url: ClassVar[Optional[str]] = None
-    #: Keyword options this provider understands (anything else is refused, not sent).
-    options: ClassVar[FrozenSet[str]] = frozenset()
+    #: Keyword options this provider understands, with their checks (anything else is
+    #: refused, not sent; a set of names accepts any JSON value for each).
+    options: ClassVar[OptionsDeclaration] = {}
+    #: How the reply's body is cut into frames: "sse", "ndjson", "text" or "json".
+    framing: ClassVar[str] = "sse"
     #: ``(connect, read)`` seconds when the caller gives no ``timeout``.
     default_timeout: ClassVar[Tuple[float, float]] = DEFAULT_TIMEOUT
     #: The most bytes one frame (an NDJSON line, an SSE event) may have.
@@ -66,6 +101,8 @@ class Provider:
 
     def __init__(self) -> None:
         raise TypeError(f"{type(self).__name__} is used through its class methods; do not instantiate it")
+
+    # -- models -------------------------------------------------------------------------
 
     @classmethod
     def get_models(cls) -> List[str]:
@@ -98,6 +135,8 @@ class Provider:
             )
         return model
 
+    # -- calls --------------------------------------------------------------------------
+
     @classmethod
     def create_completion(
         cls,
@@ -112,10 +151,10 @@ class Provider:
         deadline: Optional[float] = None,
         **options: Any,
     ) -> Stream:
-        """Start a chat completion; return a :class:`Stream` of text deltas.
+        """Start a chat completion; return a :class:`Stream` of text deltas (and events).
 
-        Everything is checked before any network I/O: ``messages``, the model and the
-        options. The request is sent when iteration starts.
+        Everything is checked before any network I/O: ``messages``, the model, the
+        options' names and values. The request is sent when iteration starts.
 
         - ``stream=False`` asks the upstream for the whole reply where the protocol
           has that mode; either way the reply is yielded once (so an error's
@@ -123,39 +162,56 @@ class Provider:
         - ``base_url`` points the provider at another host (a mirror, the emulator, a
           local OpenAI-compatible server), keeping the protocol's paths; see
           :meth:`resolve_base_url` for what applies without it.
-        - ``timeout`` is seconds, or ``(connect, read)`` where read is the longest
-          silence allowed between two pieces of the body; ``deadline`` caps the whole
-          call in seconds (retries included), however the server paces it.
+        - ``timeout`` is seconds, or ``(connect, read)``, per attempt: connecting, and
+          the longest silence between two pieces of the body. ``deadline`` caps the
+          whole call in seconds (retries and backoff included), however the server
+          paces it.
         - A call that fails before its first delta (connection error, timeout, 429,
           5xx, a break, an empty reply) is retried up to ``max_retries`` times
           (default: :attr:`retry_policy`, 2 retries) with backoff; after the first
           delta an error is final, so text is never repeated.
         """
-        checked = validate_messages(messages)
+        run = cls._prepare(
+            model,
+            messages,
+            stream=stream,
+            proxy=proxy,
+            timeout=timeout,
+            base_url=base_url,
+            max_retries=max_retries,
+            deadline=deadline,
+            options=options,
+        )
+        view = ReplyView()
+        return Stream(run.items(view.commit), provider=cls.__name__, model=run.model, abort=run.abort, view=view, whole=not stream)
+
+    @classmethod
+    def _prepare(
+        cls,
+        model: Optional[str],
+        messages: Messages,
+        *,
+        stream: bool,
+        proxy: Optional[str],
+        timeout: TimeoutArg,
+        base_url: Optional[str],
+        max_retries: Optional[int],
+        deadline: Optional[float],
+        options: Dict[str, Any],
+    ) -> "_Run":
+        """Check everything a call needs, before any I/O; return the call, ready to run."""
+        checked = cls.prepare_messages(messages)
         resolved = cls.get_model(model)
-        unknown = sorted(set(options) - cls.options)
-        if unknown:
-            accepted = ", ".join(sorted(cls.options)) or "none"
-            raise UnsupportedOptionError(
-                f"{cls.__name__} does not accept option(s) {', '.join(unknown)}; accepted options: {accepted}",
-                provider=cls.__name__,
-            )
-        base_url = cls.resolve_base_url(base_url)
+        check_options(cls.__name__, cls.options, options)
+        _STREAM_FLAG.check(cls.__name__, "stream", stream)
+        target = cls.check_target(cls.resolve_base_url(base_url))
         _check_json_able(cls.__name__, checked, options)
         policy = resolve_retries(max_retries, cls.retry_policy)
+        secrets = Secrets.of(options, target, proxy)
         call = Call(
-            cls, base_url=base_url, proxy=proxy, timeout=timeout, default_timeout=cls.default_timeout, deadline=deadline
+            cls, base_url=target, proxy=proxy, timeout=timeout, default_timeout=cls.default_timeout, deadline=deadline
         )
-        call.max_frame = cls.max_frame_size
-        deltas = with_retries(
-            lambda: cls._generate(call, resolved, checked, stream=stream, **options),
-            call,
-            policy,
-            allow_empty=lambda: call.metadata.get("finish_reason") is not None,
-        )
-        if not stream and not cls._has_whole_reply_mode():
-            deltas = _whole(deltas)
-        return Stream(deltas, provider=cls.__name__, model=resolved, abort=call.abort, metadata=call.metadata)
+        return _Run(cls, call, resolved, checked, dict(options), stream, policy, secrets)
 
     @classmethod
     def resolve_base_url(cls, base_url: Optional[str] = None) -> Optional[str]:
@@ -170,7 +226,7 @@ class Provider:
             return "".join(stream)
 
     @classmethod
-    def create_async_generator(cls, model: Optional[str], messages: Messages, **kwargs: Any) -> AsyncStream:
+    def create_async_generator(cls, model: Optional[str], messages: Messages, **kwargs: Any) -> "AsyncStream":
         """The async form of :meth:`create_completion` (the seeds' call shape): an async
         iterator of text deltas, streamed by a worker thread. Takes the same arguments.
 
@@ -179,36 +235,70 @@ class Provider:
             async for message in FlowGpt.create_async_generator(model=model, messages=messages):
                 print(message, end="")
         """
+        from ._async import AsyncStream  # the asyncio facade is loaded when first used
+
         return AsyncStream(cls.create_completion(model, messages, **kwargs))
 
     @classmethod
     async def create_async(cls, model: Optional[str], messages: Messages, **kwargs: Any) -> str:
         """The async form of :meth:`create`: the whole reply text."""
+        from ._async import collect
+
         return await collect(cls.create_async_generator(model, messages, **kwargs))
 
-    @classmethod
-    def _generate(
-        cls, call: Call, model: str, messages: List[Dict[str, Any]], *, stream: bool, **options: Any
-    ) -> Iterator[str]:
-        """Subclasses implement the protocol here: a generator of non-empty text deltas.
+    # -- the protocol: what a subclass describes ------------------------------------------
 
-        ``call`` is the transport (open responses with ``call.open``, read them with the
-        framing readers over ``call.iter_bytes``); ``model`` is resolved, ``messages``
-        validated, ``options`` limited to :attr:`options`. Raise the library's errors.
-        Facts about the reply that are not text (``finish_reason``, ``usage``, ``id``,
-        ``created``, ``model``) go into ``call.metadata``; callers see them as
-        ``Stream.metadata``. A reply without text is an :class:`EmptyResponseError`
-        unless the generator recorded a ``finish_reason`` (an explicit, empty finish).
-        The generator may be started again (a retry) until it yields its first delta.
-        """
+    @classmethod
+    def prepare_messages(cls, messages: Messages) -> List[Dict[str, Any]]:
+        """Check ``messages`` (before any I/O) and return them as a list of dicts.
+        Subclasses whose protocol takes only text narrow this."""
+        return validate_messages(messages)
+
+    @classmethod
+    def check_target(cls, base_url: Optional[str]) -> Optional[str]:
+        """Check where the call goes (``None``: the real service) before any I/O."""
+        return base_url
+
+    @classmethod
+    def build_request(
+        cls, call: Call, model: str, messages: List[Dict[str, Any]], options: Dict[str, Any], *, stream: bool
+    ) -> Request:
+        """The request of one attempt. ``model`` is resolved, ``messages`` and ``options``
+        checked. ``call`` points the protocol's real URLs at the call's target
+        (``call.url(real_url)``) and can send a preliminary request (``call.open``) where
+        the protocol has a handshake."""
         raise NotImplementedError
-        yield  # pragma: no cover  (makes this a generator function)
 
     @classmethod
-    def _has_whole_reply_mode(cls) -> bool:
-        """Subclass hook: True if ``_generate(stream=False)`` asks the upstream for a
-        whole reply itself; otherwise the base joins the streamed deltas."""
-        return False
+    def new_state(cls, options: Dict[str, Any], *, stream: bool) -> Any:
+        """Per-attempt parsing state for :meth:`parse` (``reply.state``); None by default."""
+        return None
+
+    @classmethod
+    def framing_for(cls, headers: Any, reply: Reply) -> str:
+        """The framing of a response with these headers (default: :attr:`framing`)."""
+        return cls.framing
+
+    @classmethod
+    def parse(cls, frame: Any, reply: Reply) -> Any:
+        """One frame -> what it means: None (nothing), a ``str`` (text), an event
+        (:mod:`llmproviders.events`), or a list of those. Facts that are not events
+        (id, model, timings...) go into ``reply.metadata``; at the protocol's end
+        marker set ``reply.done``. Raise the library's errors for bad frames."""
+        raise NotImplementedError
+
+    @classmethod
+    def end(cls, reply: Reply, tail: bytes) -> Any:
+        """The body ended (cleanly, as far as the transport can tell): raise if the reply
+        is incomplete for this protocol, or return final items like :meth:`parse`.
+        ``tail`` is an SSE event the body ended inside (not dispatched). By default,
+        ending inside an event is an interruption and anything else a complete reply."""
+        if tail:
+            raise StreamInterruptedError(
+                f"{cls.__name__}: the body ended in the middle of an event: {reply.redact(excerpt(tail))!r}",
+                provider=cls.__name__,
+            )
+        return None
 
     @classmethod
     def params(cls) -> str:
@@ -217,36 +307,116 @@ class Provider:
         return f"{cls.__name__}: default_model={cls.default_model!r}, {', '.join(flags)}"
 
 
+class _Run:
+    """One call, checked and ready: its transport, its request's ingredients, and the
+    pipeline each attempt runs."""
+
+    def __init__(
+        self,
+        provider: Type[Provider],
+        call: Call,
+        model: str,
+        messages: List[Dict[str, Any]],
+        options: Dict[str, Any],
+        stream: bool,
+        policy: RetryPolicy,
+        secrets: Secrets,
+    ) -> None:
+        self.provider = provider
+        self.call = call
+        self.model = model
+        self.messages = messages
+        self.options = options
+        self.stream = stream
+        self.policy = policy
+        self.secrets = secrets
+
+    def items(self, commit: Any) -> Iterator[Any]:
+        """Text and events of the first attempt that delivers (see :func:`run_attempts`)."""
+        return run_attempts(self.attempt, self.new_reply, self.call, self.policy, commit)
+
+    def abort(self) -> None:
+        self.call.abort()
+
+    def new_reply(self) -> Reply:
+        return Reply(self.secrets, self.provider.new_state(self.options, stream=self.stream))
+
+    def attempt(self, reply: Reply) -> Iterator[Any]:
+        """One attempt: request, then bytes -> frames -> ``parse`` -> ``reply``."""
+        provider = self.provider
+        request = provider.build_request(self.call, self.model, self.messages, self.options, stream=self.stream)
+        with self.call.open(
+            request.url,
+            headers=request.headers,
+            json_body=request.json,
+            data=request.data,
+            cookies=request.cookies,
+            method=request.method,
+        ) as exchange:
+            tail: List[bytes] = []
+            decode = FRAMINGS[provider.framing_for(exchange.headers, reply)]
+            frames = decode(exchange.iter_bytes(), provider=provider.__name__, max_frame=provider.max_frame_size, tail=tail)
+            parse = provider.parse
+            record = reply.record
+            parts = record.parts
+            append = parts.append
+            for frame in frames:  # the loop every delta goes through: keep it short
+                out = parse(frame, reply)
+                if type(out) is str:
+                    append(out)
+                    if len(parts) >= JOIN_EVERY:
+                        record.join_parts()
+                    yield out
+                elif out is not None:
+                    yield from _emit(out, reply)
+                if reply.done:
+                    break
+            else:
+                out = provider.end(reply, b"".join(tail))
+                if out is not None:
+                    yield from _emit(out, reply)
+        yield from reply.complete_calls()  # tool calls the server never finished
+
+
+def _emit(out: Any, reply: Reply) -> Iterator[Any]:
+    """What ``parse`` returned, other than one text delta: events and text, in order."""
+    items = out if isinstance(out, (list, tuple, GeneratorType)) else (out,)
+    record = reply.record
+    for item in items:
+        if type(item) is str:
+            if item:
+                record.parts.append(item)
+                if len(record.parts) >= JOIN_EVERY:
+                    record.join_parts()
+                yield item
+        elif item is not None:
+            emitted = reply.apply(item)
+            if type(emitted) is list:
+                yield from emitted
+            else:
+                yield emitted
+
+
 def _check_json_able(provider: str, messages: List[Dict[str, Any]], options: Dict[str, Any]) -> None:
     """Refuse, before any I/O, what could not be sent as JSON (NaN, objects, ...)."""
     try:
         json.dumps([messages, options], allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgumentError(f"{provider}: messages and options must be plain JSON values: {exc}") from exc
-
-
-def _whole(deltas: Iterator[str]) -> Iterator[str]:
-    """Join a stream into one delta (``stream=False`` for stream-only protocols)."""
-    parts: List[str] = []
-    try:
-        for delta in deltas:
-            parts.append(delta)
-    except Exception as exc:
-        if hasattr(exc, "partial"):
-            exc.partial = "".join(parts) + exc.partial  # nothing was yielded; keep what arrived
-        raise
-    finally:
-        deltas.close()  # type: ignore[attr-defined]
-    text = "".join(parts)
-    if text:
-        yield text
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidArgumentError(f"{provider}: messages and options must be plain JSON values: {exc}") from None
 
 
 _registry: Dict[str, Type[Provider]] = {}
 
 
 def register_provider(cls: P) -> P:
-    """Class decorator: make a provider findable by :func:`get_provider`."""
+    """Class decorator: make a provider findable by :func:`get_provider`. A second,
+    different class under a name already taken is refused (:class:`InvalidArgumentError`)."""
+    existing = _registry.get(cls.__name__)
+    if existing is not None and existing is not cls:
+        raise InvalidArgumentError(
+            f"a provider named {cls.__name__!r} is already registered ({existing.__module__}.{existing.__qualname__}); "
+            "give the new class another name"
+        )
     _registry[cls.__name__] = cls
     return cls
 

@@ -3,9 +3,10 @@
 Once a delta has reached the caller, a failure is final: a retry would repeat text.
 Before that, connection failures, timeouts, 429, 5xx, a stream that broke before
 its first delta and an empty reply are retried, with exponential backoff and jitter;
-``Retry-After`` is honoured up to :attr:`RetryPolicy.max_retry_after`. The error of
-the last attempt is raised, with ``attempts`` holding the earlier ones and a message
-that lists them.
+``Retry-After`` is honoured up to :attr:`RetryPolicy.max_retry_after`. Each attempt
+has a reply of its own, so a retried attempt leaves nothing behind. The error of the
+last attempt is raised, with ``attempts`` holding the earlier ones (its ``str()``
+lists them).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional
+from typing import Any, Callable, Iterator, List, Optional, Protocol
 
 from ._exceptions import (
     CloudflareError,
@@ -25,9 +26,10 @@ from ._exceptions import (
     StreamInterruptedError,
     TransportError,
 )
-from ._http import Call
+from ._reply import Reply
+from .events import Usage
 
-__all__ = ["RetryPolicy", "is_retryable", "with_retries", "resolve_retries"]
+__all__ = ["RetryPolicy", "is_retryable", "run_attempts", "resolve_retries"]
 
 log = logging.getLogger(__name__)
 
@@ -59,71 +61,77 @@ def is_retryable(error: BaseException) -> bool:
     return isinstance(error, (TransportError, StreamInterruptedError, EmptyResponseError))
 
 
-def with_retries(
-    attempt: Callable[[], Iterator[str]], call: Call, policy: RetryPolicy, *, allow_empty: Callable[[], bool]
-) -> Iterator[str]:
-    """Yield the deltas of the first attempt that gets a delta out.
+class Attempts(Protocol):
+    """What :func:`run_attempts` needs of a call: its provider's name, the time left,
+    a sleep that an abort cuts short, and whether it was aborted."""
 
-    ``attempt`` starts the protocol afresh; ``allow_empty`` says whether an attempt
-    that ended without text finished explicitly (else it is an EmptyResponseError).
+    provider: str
+
+    @property
+    def aborted(self) -> bool: ...
+
+    def remaining(self) -> Optional[float]: ...
+
+    def sleep(self, seconds: float) -> bool: ...
+
+
+def run_attempts(
+    attempt: Callable[[Reply], Iterator[Any]],
+    new_reply: Callable[[], Reply],
+    call: Attempts,
+    policy: RetryPolicy,
+    commit: Callable[[Reply], None],
+) -> Iterator[Any]:
+    """Yield the items of the first attempt that gets one out.
+
+    Each attempt runs ``attempt(reply)`` on a fresh ``new_reply()``; an attempt that
+    fails before its first item of output (token counts alone are not output), or ends
+    with none (an :class:`EmptyResponseError`), is
+    dropped whole, reply and all, and tried again while the policy, the deadline and
+    the error allow. The first item commits the attempt's reply (``commit``); from then
+    on an error is final. The error raised is the last attempt's, with ``attempts``
+    holding the earlier ones.
     """
     failures: List[LLMProvidersError] = []
     retry = 0
     while True:
-        deltas = attempt()
+        reply = new_reply()
+        items = attempt(reply)
+        held: List[Any] = []  # token counts before any output: they do not commit the attempt
         try:
             try:
-                first = next(deltas)
+                first = next(items)
+                while type(first) is Usage:
+                    held.append(first)
+                    first = next(items)
             except StopIteration:
-                if allow_empty():
-                    return
                 raise EmptyResponseError(
                     f"{call.provider}: the reply ended without any text", provider=call.provider
                 ) from None
         except LLMProvidersError as error:
-            deltas.close()  # type: ignore[attr-defined]
+            items.close()  # type: ignore[attr-defined]
             delay = policy.backoff(retry, error) if retry < policy.max_retries and is_retryable(error) else None
             left = call.remaining()
             if delay is not None and left is not None and delay >= left:
                 delay = None  # the deadline would pass while waiting
             if delay is None or call.aborted:
-                _record(error, failures)
+                error.attempts = failures
                 raise
             failures.append(error)
             retry += 1
             log.debug("%s: attempt %d failed (%s); retrying in %.2f s", call.provider, retry, error, delay)
             if not call.sleep(delay):
-                _record(error, failures)
+                error.attempts = failures
                 raise
             continue
+        commit(reply)
         try:
+            yield from held
             yield first
-            yield from deltas
+            yield from items
         finally:
-            deltas.close()  # type: ignore[attr-defined]  # also when the caller stops at `first`
+            items.close()  # type: ignore[attr-defined]  # also when the caller stops at `first`
         return
-
-
-def _record(error: LLMProvidersError, failures: List[LLMProvidersError]) -> None:
-    """Give the final error the history of the call's earlier attempts."""
-    if not failures:
-        return
-    error.attempts = list(failures)
-    total = len(failures) + 1
-    final = _one_line(error)
-    if all(_one_line(e) == final for e in failures):
-        error.message = f"{error.message} [{total} attempts, all failed the same way]"
-        return
-    reasons = "; ".join(f"{n}) {_one_line(e)}" for n, e in enumerate(failures, 1))
-    error.message = f"{error.message} [{total} attempts; earlier: {reasons}]"
-
-
-def _one_line(error: BaseException, limit: int = 120) -> str:
-    text = " ".join(str(error).split())
-    prefix = f"{getattr(error, 'provider', None)}: "
-    if text.startswith(prefix):
-        text = text[len(prefix) :]
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def resolve_retries(max_retries: Optional[int], policy: RetryPolicy) -> RetryPolicy:

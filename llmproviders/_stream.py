@@ -1,148 +1,206 @@
-"""The stream of text deltas a provider call returns.
+"""The stream a provider call returns: text deltas, typed events, and what they add up to.
 
 A :class:`Stream` is a plain iterator of ``str`` that owns the HTTP response behind
 it: exhausting it, breaking out of a ``with`` block, calling :meth:`Stream.close` or
-letting it be garbage-collected closes the response. Errors raised while iterating
-carry, in ``partial``, every character the stream yielded before them. To keep that
-promise for replies of any size without holding them in memory, text beyond
-:data:`SPILL_AFTER` characters (plus the latest :data:`JOIN_EVERY` deltas) is kept
-in an anonymous temporary file, closed when the stream object is freed.
+letting it be garbage-collected closes the response. :meth:`Stream.events` iterates the
+same reply as typed events (:mod:`llmproviders.events`); text iteration skips the
+other events but still records them, and the two can be mixed. The accumulated
+properties (``text``, ``reasoning``, ``tool_calls``, ``usage``, ``finish_reason``,
+``message``, ``metadata``) can be read during and after the stream.
+
+Errors raised while iterating carry, in ``partial``, every character the stream
+delivered before them (computed when first read: a long reply kept in a temporary
+file is only read back if asked for).
 
 Example usage::
 
     with FlowGpt.create_completion(model="gpt-3.5-turbo", messages=messages) as stream:
         for delta in stream:
             print(delta, end="", flush=True)
+    print(stream.finish_reason, stream.usage)
 """
 
 from __future__ import annotations
 
+import json
+import re
 from types import TracebackType
-import io
-import tempfile
-from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Type
+from typing import Any, Callable, Dict, Iterator, List, Optional, Type
 
-from ._exceptions import StreamError
+from ._exceptions import StreamError, StructuredOutputError
+from ._reply import JOIN_EVERY, SPILL_AFTER, Reply
+from .events import Event, TextDelta, ToolCall, Usage
 
-__all__ = ["Stream", "SPILL_AFTER"]
-
-#: Characters of yielded text kept in memory; older text goes to a temporary file.
-SPILL_AFTER = 1 << 20
-#: Deltas kept as separate strings before they are joined into one. Holding every
-#: small delta as its own object would cost ~50 bytes each and, worse, keep the
-#: allocator from reusing the memory of the deltas the caller is done with: ~5% of
-#: the time of a fast stream.
-JOIN_EVERY = 64
+__all__ = ["Stream", "ReplyView", "SPILL_AFTER", "JOIN_EVERY"]
 
 
-class _Record:
-    """What a stream yielded so far: the latest deltas, older text joined into blocks,
-    and the oldest text in a file.
+class ReplyView:
+    """What a stream shows: the reply of the attempt that delivered (``commit``), and
+    the metadata dict callers may already hold. Shared by the :class:`Stream` and its
+    source (and by nothing that refers back to the stream, so a dropped stream is
+    freed, and closed, at once)."""
 
-    Shared by the :class:`Stream` and its recording generator (and by nothing that
-    refers back to the stream, so a dropped stream is freed, and closed, at once).
-    """
+    __slots__ = ("reply", "metadata", "closed", "outcome", "callbacks", "__weakref__")
 
-    __slots__ = ("parts", "blocks", "held", "spill", "closed")
-
-    def __init__(self) -> None:
-        self.parts: List[str] = []  # the latest deltas, fewer than JOIN_EVERY
-        self.blocks: List[str] = []  # older text, `held` characters, up to SPILL_AFTER
-        self.held = 0
-        self.spill: Optional[IO[bytes]] = None  # the oldest text, in an anonymous temporary file
+    def __init__(self, metadata: Optional[Dict[str, Any]] = None) -> None:
+        self.reply: Optional[Reply] = None
+        self.metadata: Dict[str, Any] = metadata if metadata is not None else {}
         self.closed = False
+        #: None while the stream runs; then "complete", "closed" (stopped early) or "failed".
+        self.outcome: Optional[str] = None
+        self.callbacks: List[Callable[[str, Optional[BaseException]], None]] = []
 
-    def join_parts(self) -> None:
-        """Join the latest deltas into one block; past SPILL_AFTER characters, move the
-        blocks to the temporary file: a reply of any size keeps memory flat, and
-        ``partial`` stays exact."""
-        block = "".join(self.parts)
-        self.parts.clear()
-        self.blocks.append(block)
-        self.held += len(block)
-        if self.held > SPILL_AFTER:
-            if self.spill is None:
-                self.spill = tempfile.TemporaryFile()
-            self.spill.write("".join(self.blocks).encode("utf-8", "surrogatepass"))
-            self.blocks.clear()
-            self.held = 0
+    def finish(self, completed: bool, error: Optional[BaseException]) -> None:
+        """The stream has ended (once): record how, and tell whoever asked."""
+        self.closed = True
+        if self.outcome is not None:
+            return
+        self.outcome = "complete" if completed else "failed" if error is not None else "closed"
+        callbacks, self.callbacks = self.callbacks, []
+        for callback in callbacks:
+            callback(self.outcome, error)
 
-    def text(self) -> str:
-        recent = "".join(self.blocks) + "".join(self.parts)
-        spill = self.spill
-        if spill is None or spill.closed:
-            return recent
-        spill.seek(0)
-        older = spill.read().decode("utf-8", "surrogatepass")
-        spill.seek(0, io.SEEK_END)
-        return older + recent
+    def commit(self, reply: Reply) -> None:
+        """``reply`` is the one the caller sees from now on; its metadata lands in
+        :attr:`metadata` (and goes on landing there)."""
+        self.metadata.update(reply.metadata)
+        reply.metadata = self.metadata
+        self.reply = reply
 
-    def release(self) -> None:
-        if self.spill is not None:
-            self.spill.close()
-
-    def __del__(self) -> None:
-        self.release()
+    def attach(self, error: StreamError) -> None:
+        """Let ``error.partial`` be the delivered text, read when it is first asked for
+        (unless whoever raised it said what it is)."""
+        if error._partial is None and error._partial_source is None:
+            reply = self.reply
+            error._partial_source = reply.record if reply is not None else None
 
 
-def _recording(deltas: Iterator[str], record: _Record) -> Iterator[str]:
-    """Yield ``deltas``, keeping a record of them; stamp ``partial`` on stream errors."""
-    parts = record.parts
-    append = parts.append
-    join_every = JOIN_EVERY
+def _recorded(items: Iterator[Any], view: ReplyView) -> Iterator[Any]:
+    """A plain iterator's items, recorded on a reply of their own (``Stream(iterator)``)."""
+    reply = Reply()
+    view.commit(reply)
+    record = reply.record
     try:
-        for delta in deltas:  # the loop every delta goes through: keep it short
-            append(delta)
-            if len(parts) >= join_every:
-                record.join_parts()
-            yield delta
-    except StreamError as exc:
-        if not getattr(exc, "_partial_set", False):  # the innermost stream knows it all
-            exc.partial = record.text() + exc.partial
-            exc._partial_set = True  # type: ignore[attr-defined]
+        for item in items:
+            if type(item) is str:
+                record.parts.append(item)
+                if len(record.parts) >= JOIN_EVERY:
+                    record.join_parts()
+            else:
+                emitted = reply.apply(item)
+                if type(emitted) is list:
+                    yield from emitted
+                    continue
+                item = emitted
+            yield item
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
+
+
+def _texts(source: Iterator[Any], view: ReplyView) -> Iterator[str]:
+    """The text deltas of ``source`` (other events are recorded on the reply, skipped here)."""
+    completed, error = False, None
+    try:
+        for item in source:  # the loop every delta goes through: keep it short
+            if type(item) is str:
+                yield item
+        completed = True
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        error = _attached(exc, view)
         raise
     finally:
-        record.closed = True
-        deltas.close()  # type: ignore[attr-defined]  # a generator: its response is closed
+        source.close()  # type: ignore[attr-defined]  # a generator: its response is closed
+        view.finish(completed, error)
+
+
+def _events(source: Iterator[Any], view: ReplyView) -> Iterator[Event]:
+    """Every event of ``source``, text as :class:`TextDelta`."""
+    completed, error = False, None
+    try:
+        for item in source:
+            yield TextDelta(item) if type(item) is str else item
+        completed = True
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        error = _attached(exc, view)
+        raise
+    finally:
+        source.close()  # type: ignore[attr-defined]
+        view.finish(completed, error)
+
+
+def _whole(source: Iterator[Any], view: ReplyView, as_events: bool) -> Iterator[Any]:
+    """``stream=False``: the reply once, at its end (events after the text, in order)."""
+    events: List[Any] = []
+    completed, error = False, None
+    try:
+        for item in source:
+            if type(item) is not str:
+                events.append(item)
+        text = view.reply.text if view.reply is not None else ""
+        if text:
+            yield TextDelta(text) if as_events else text
+        if as_events:
+            yield from events
+        completed = True
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        error = _attached(exc, view)
+        raise
+    finally:
+        source.close()  # type: ignore[attr-defined]
+        view.finish(completed, error)
+
+
+def _attached(error: BaseException, view: ReplyView) -> BaseException:
+    if isinstance(error, StreamError):
+        view.attach(error)
+    return error
 
 
 class Stream(Iterator[str]):
-    """An iterator of text deltas, a context manager, and the record of what it yielded.
+    """An iterator of text deltas, a context manager, and the record of the reply.
 
-    The request is sent when iteration starts. ``text`` is everything yielded so far;
-    ``metadata`` holds what the upstream reported besides text. (``iter(stream)`` is
-    the stream's own generator, so a ``for`` loop pays no method call per delta;
-    ``next(stream)`` and the loop advance the same stream.)
+    The request is sent when iteration starts. ``text`` is everything delivered so far;
+    ``metadata`` holds what the upstream reported besides (``id``, ``created``,
+    ``model``, ``finish_reason``, ``usage``, ... where the protocol has them). Only the
+    attempt that delivered counts: a retried attempt leaves nothing here.
+    (``iter(stream)`` is the stream's own generator, so a ``for`` loop pays no method
+    call per delta; ``next(stream)``, the loop and :meth:`events` advance the same
+    stream.)
     """
 
     def __init__(
         self,
-        deltas: Iterator[str],
+        source: Iterator[Any],
         *,
         provider: str,
         model: str,
         abort: Optional[Callable[[], None]] = None,
         metadata: Optional[Dict[str, Any]] = None,
+        view: Optional[ReplyView] = None,
+        whole: bool = False,
     ) -> None:
         self.provider = provider
         self.model = model
-        #: What the upstream reported besides text, filled in as the stream runs:
-        #: ``finish_reason``, ``usage``, ``id``, ``created``, ``model`` where the
-        #: protocol has them.
-        self.metadata: Dict[str, Any] = metadata if metadata is not None else {}
-        self._record = _Record()
-        self._iterator = _recording(deltas, self._record)
+        if view is None:  # a plain iterator of text (and events): the stream records it itself
+            view = ReplyView(metadata)
+            source = _recorded(source, view)
+        self._view = view
+        self._source = source
+        self._whole = whole
+        self._iterator = _whole(source, self._view, False) if whole else _texts(source, self._view)
         self._next = self._iterator.__next__
+        self._event_iterator: Optional[Iterator[Event]] = None
         self._abort = abort
 
-    @property
-    def text(self) -> str:
-        """The text yielded so far (also after the stream ended or was closed)."""
-        return self._record.text()
-
-    @property
-    def closed(self) -> bool:
-        return self._record.closed
+    # -- iterating ----------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[str]:
         return self._iterator
@@ -150,11 +208,111 @@ class Stream(Iterator[str]):
     def __next__(self) -> str:
         return self._next()
 
+    def events(self) -> Iterator[Event]:
+        """The reply as typed events, in wire order (text as :class:`TextDelta`). Shares
+        the stream's position with text iteration."""
+        if self._event_iterator is None:
+            self._event_iterator = (
+                _whole(self._source, self._view, True) if self._whole else _events(self._source, self._view)
+            )
+        return self._event_iterator
+
+    # -- what the reply added up to ----------------------------------------------------------
+
+    @property
+    def metadata(self) -> Dict[str, Any]:
+        """What the upstream reported besides the reply, filled in as the stream runs."""
+        return self._view.metadata
+
+    @property
+    def text(self) -> str:
+        """The text delivered so far (also after the stream ended or was closed)."""
+        reply = self._view.reply
+        return reply.text if reply is not None else ""
+
+    @property
+    def reasoning(self) -> str:
+        """The model's reasoning received so far ("" if it gave none)."""
+        reply = self._view.reply
+        return reply.reasoning if reply is not None else ""
+
+    @property
+    def refusal(self) -> Optional[str]:
+        """The refusal received so far, or None."""
+        reply = self._view.reply
+        return reply.refusal if reply is not None else None
+
+    @property
+    def tool_calls(self) -> List[ToolCall]:
+        """The tool calls completed so far."""
+        reply = self._view.reply
+        return list(reply.tool_calls) if reply is not None else []
+
+    @property
+    def usage(self) -> Optional[Usage]:
+        """The last token counts the server reported, or None."""
+        reply = self._view.reply
+        return reply.usage if reply is not None else None
+
+    @property
+    def finish_reason(self) -> Optional[str]:
+        """Why the reply ended (``"stop"``, ``"length"``, ``"tool_calls"``...), or None."""
+        reply = self._view.reply
+        return reply.finish_reason if reply is not None else None
+
+    @property
+    def logprobs(self) -> List[Any]:
+        """Log-probability entries, when asked for (``logprobs=True``) and sent."""
+        reply = self._view.reply
+        return list(reply.logprobs) if reply is not None else []
+
+    @property
+    def message(self) -> Dict[str, Any]:
+        """The assistant message in OpenAI's shape, ready to append to a history:
+        ``{"role": "assistant", "content": text or None}``, plus ``tool_calls`` and
+        ``reasoning_content`` when there are any."""
+        reply = self._view.reply
+        return reply.message() if reply is not None else {"role": "assistant", "content": None}
+
+    @property
+    def closed(self) -> bool:
+        return self._view.closed
+
+    # -- consuming --------------------------------------------------------------------------
+
+    def json(self) -> Any:
+        """Read the stream to its end and return the reply's JSON value (a Markdown code
+        fence around it is tolerated). Text that is not JSON raises
+        :class:`StructuredOutputError`, which keeps the text."""
+        with self:
+            for _ in self:
+                pass
+        return parse_json_reply(self.text, provider=self.provider)
+
     def close(self) -> None:
         """Stop the stream and release its connection. Safe to call more than once.
-        ``text`` stays readable until the stream object itself is gone."""
-        self._record.closed = True
+        ``text`` and the other properties stay readable."""
         self._iterator.close()  # type: ignore[attr-defined]
+        if self._event_iterator is not None:
+            self._event_iterator.close()  # type: ignore[attr-defined]
+        self._source.close()  # type: ignore[attr-defined]
+        self._view.finish(False, None)  # (if it had not ended already)
+
+    @property
+    def outcome(self) -> Optional[str]:
+        """None while the stream may go on; then ``"complete"`` (it reached its end),
+        ``"failed"`` (it raised an error) or ``"closed"`` (stopped before its end)."""
+        return self._view.outcome
+
+    def add_done_callback(self, callback: Callable[[str, Optional[BaseException]], None]) -> None:
+        """Call ``callback(outcome, error)`` once, when the stream ends (see
+        :attr:`outcome`; ``error`` is the exception for ``"failed"``), in the thread that
+        ends it. Called at once if it has ended already."""
+        view = self._view
+        if view.outcome is not None:
+            callback(view.outcome, None)
+        else:
+            view.callbacks.append(callback)
 
     def abort(self) -> None:
         """From another thread: wake a read blocked on the socket so the stream ends
@@ -176,3 +334,22 @@ class Stream(Iterator[str]):
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
         return f"<Stream provider={self.provider} model={self.model!r} {state}>"
+
+
+_FENCE = re.compile(r"^\s*```[\w+-]*[ \t]*\n(.*?)\n?```\s*$", re.S)
+
+
+def parse_json_reply(text: str, *, provider: Optional[str] = None) -> Any:
+    """The JSON value of a reply's text; a fenced code block around it is tolerated."""
+    candidate = text.strip()
+    fenced = _FENCE.match(candidate)
+    if fenced:
+        candidate = fenced.group(1).strip()
+    try:
+        return json.loads(candidate)
+    except (ValueError, RecursionError) as exc:
+        shown = text if len(text) <= 120 else text[:119] + "…"
+        who = f"{provider}: " if provider else ""
+        raise StructuredOutputError(
+            f"{who}the reply is not valid JSON ({exc}): {shown!r}", provider=provider, text=text
+        ) from exc

@@ -21,17 +21,31 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 __all__ = [
     "ChatCompletionChunk",
     "ChunkChoice",
     "ChoiceDelta",
+    "ChoiceDeltaToolCall",
+    "ChoiceDeltaToolCallFunction",
     "ChatCompletionObject",
     "Choice",
     "ChatCompletionMessage",
+    "ChatCompletionMessageToolCall",
+    "Function",
+    "ChoiceLogprobs",
+    "ChatCompletionTokenLogprob",
+    "TopLogprob",
     "CompletionUsage",
+    "Model",
+    "ModelList",
 ]
+
+
+#: Fields that are not OpenAI's own (servers such as DeepSeek and llama.cpp add them):
+#: left out of ``to_dict()`` when they have no value, as those servers do.
+_EXTENSIONS = frozenset({"reasoning_content"})
 
 
 class _JSON:
@@ -40,7 +54,15 @@ class _JSON:
     def to_dict(self) -> Dict[str, Any]:
         """The object as OpenAI's API sends it (JSON-ready; absent values are None)."""
         data: Dict[str, Any] = dataclasses.asdict(self)  # type: ignore[call-overload]
-        return data
+        return _without_empty_extensions(data)  # type: ignore[no-any-return]
+
+
+def _without_empty_extensions(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_empty_extensions(v) for k, v in value.items() if not (k in _EXTENSIONS and v is None)}
+    if isinstance(value, list):
+        return [_without_empty_extensions(v) for v in value]
+    return value
 
 
 @dataclass
@@ -66,11 +88,82 @@ class CompletionUsage(_JSON):
 
 
 @dataclass
+class TopLogprob(_JSON):
+    """One of the most likely tokens at a position."""
+
+    token: str
+    logprob: float
+    bytes: Optional[List[int]] = None
+
+    @classmethod
+    def from_dict(cls, entry: Any) -> "TopLogprob":
+        return cls(str(entry.get("token", "")), float(entry.get("logprob", 0.0)), entry.get("bytes"))
+
+
+@dataclass
+class ChatCompletionTokenLogprob(_JSON):
+    """The log probability of one token of the reply, and the most likely alternatives."""
+
+    token: str
+    logprob: float
+    bytes: Optional[List[int]] = None
+    top_logprobs: List[TopLogprob] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, entry: Any) -> "ChatCompletionTokenLogprob":
+        tops = entry.get("top_logprobs") or []
+        return cls(
+            str(entry.get("token", "")),
+            float(entry.get("logprob", 0.0)),
+            entry.get("bytes"),
+            [TopLogprob.from_dict(t) for t in tops if isinstance(t, dict)],
+        )
+
+
+@dataclass
+class ChoiceLogprobs(_JSON):
+    """Log probabilities of a choice's tokens (``logprobs=True``)."""
+
+    content: Optional[List[ChatCompletionTokenLogprob]] = None
+    refusal: Optional[List[ChatCompletionTokenLogprob]] = None
+
+    @classmethod
+    def from_entries(cls, entries: List[Any]) -> Optional["ChoiceLogprobs"]:
+        """From the server's entries (plain dicts); None when there are none."""
+        if not entries:
+            return None
+        return cls(content=[ChatCompletionTokenLogprob.from_dict(e) for e in entries if isinstance(e, dict)])
+
+
+@dataclass
+class ChoiceDeltaToolCallFunction(_JSON):
+    """A piece of a tool call's function: its name (first fragment), arguments text."""
+
+    arguments: Optional[str] = None
+    name: Optional[str] = None
+
+
+@dataclass
+class ChoiceDeltaToolCall(_JSON):
+    """One tool-call fragment of a chunk; ``index`` says which call it belongs to."""
+
+    index: int
+    id: Optional[str] = None
+    function: Optional[ChoiceDeltaToolCallFunction] = None
+    type: Optional[str] = None
+
+
+@dataclass
 class ChoiceDelta(_JSON):
-    """What one chunk adds to the message: the role (first chunk) or some content."""
+    """What one chunk adds to the message: the role (first chunk), a piece of content,
+    of reasoning (``reasoning_content``, as DeepSeek and llama.cpp name it), of a refusal,
+    or tool-call fragments."""
 
     role: Optional[str] = None
     content: Optional[str] = None
+    refusal: Optional[str] = None
+    tool_calls: Optional[List[ChoiceDeltaToolCall]] = None
+    reasoning_content: Optional[str] = None
 
 
 @dataclass
@@ -80,7 +173,7 @@ class ChunkChoice(_JSON):
     index: int = 0
     delta: ChoiceDelta = field(default_factory=ChoiceDelta)
     finish_reason: Optional[str] = None
-    logprobs: None = None
+    logprobs: Optional[ChoiceLogprobs] = None
 
 
 @dataclass
@@ -97,11 +190,32 @@ class ChatCompletionChunk(_JSON):
 
 
 @dataclass
+class Function(_JSON):
+    """A complete tool call's function: its name and the whole JSON text of its arguments."""
+
+    name: str
+    arguments: str
+
+
+@dataclass
+class ChatCompletionMessageToolCall(_JSON):
+    """A complete tool call in a message."""
+
+    id: str
+    function: Function
+    type: str = "function"
+
+
+@dataclass
 class ChatCompletionMessage(_JSON):
-    """The reply of a whole completion."""
+    """The reply of a whole completion: its content (None when it only called tools),
+    reasoning, refusal and tool calls."""
 
     content: Optional[str]
     role: str = "assistant"
+    refusal: Optional[str] = None
+    tool_calls: Optional[List[ChatCompletionMessageToolCall]] = None
+    reasoning_content: Optional[str] = None
 
 
 @dataclass
@@ -111,7 +225,7 @@ class Choice(_JSON):
     message: ChatCompletionMessage
     finish_reason: Optional[str]
     index: int = 0
-    logprobs: None = None
+    logprobs: Optional[ChoiceLogprobs] = None
 
 
 @dataclass
@@ -126,3 +240,27 @@ class ChatCompletionObject(_JSON):
     object: str = "chat.completion"
     usage: Optional[CompletionUsage] = None
     system_fingerprint: Optional[str] = None
+
+
+@dataclass
+class Model(_JSON):
+    """A model a server offers (``client.models.list()``)."""
+
+    id: str
+    created: int = 0
+    object: str = "model"
+    owned_by: str = ""
+
+
+@dataclass
+class ModelList(_JSON):
+    """``client.models.list()``: iterate it, or read ``data``."""
+
+    data: List[Model]
+    object: str = "list"
+
+    def __iter__(self) -> Iterator[Model]:  # type: ignore[override]
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)

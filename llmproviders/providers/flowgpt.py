@@ -1,15 +1,24 @@
-"""FlowGpt: signed anonymous chat, replies as newline-delimited JSON events."""
+"""FlowGpt: signed anonymous chat, replies as newline-delimited JSON events.
+
+Request: ``POST /v3/chat-anonymous`` with headers signed per request (``x-signature`` is
+the MD5 of ``"{x-timestamp}-{x-nonce}-{authorization}"``) and a body carrying the last
+message as ``question`` and the earlier ones as ``history``. Reply: one JSON object per
+line; the text is the ``data`` of every ``{"event": "text"}`` line, other lines are
+ignored. The protocol has no end marker.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 from .._exceptions import ProtocolError
-from .._framing import iter_ndjson
 from .._http import Call, excerpt, random_hex, random_string
-from .._provider import Provider, register_provider
+from .._messages import Messages, text_messages, validate_messages
+from .._options import Number
+from .._provider import Provider, Request, register_provider
+from .._reply import Reply
 from ._browser import FIREFOX_122_LINUX, browser_headers
 
 API_URL = "https://prod-backend-k8s.flowgpt.com/v3/chat-anonymous"
@@ -19,8 +28,7 @@ DEFAULT_SYSTEM = "You are helpful assistant. Follow the user's instructions care
 
 @register_provider
 class FlowGpt(Provider):
-    """flowgpt.com's anonymous chat (offline). Requests are signed with an MD5 of
-    timestamp, nonce and authorization; the reply streams as ``{"event": "text"}`` lines."""
+    """flowgpt.com's anonymous chat (offline). Option: ``temperature`` (0 to 2, default 0.7)."""
 
     url = "https://flowgpt.com/chat"
     working = False
@@ -43,23 +51,27 @@ class FlowGpt(Provider):
         "Dolphin-2.6-8x7B",
     ]
     model_aliases = {"gemini": "google-gemini", "gemini-pro": "google-gemini"}
-    options = frozenset({"temperature"})
+    options = {"temperature": Number(0, 2)}
+    framing = "ndjson"
 
-    @classmethod  # narrows **options to this provider's own (checked by the base first)
-    def _generate(  # type: ignore[override]
-        cls, call: Call, model: str, messages: List[Dict[str, Any]], *, stream: bool, temperature: float = 0.7
-    ) -> Iterator[str]:
+    @classmethod
+    def prepare_messages(cls, messages: Messages) -> List[Dict[str, Any]]:
+        return text_messages(validate_messages(messages), cls.__name__)
+
+    @classmethod
+    def build_request(
+        cls, call: Call, model: str, messages: List[Dict[str, Any]], options: Dict[str, Any], *, stream: bool
+    ) -> Request:
         timestamp = str(int(time.time()))
         nonce = random_hex()
         authorization = "Bearer null"
-        signature = hashlib.md5(f"{timestamp}-{nonce}-{authorization}".encode()).hexdigest()
         headers = browser_headers("https://flowgpt.com", user_agent=FIREFOX_122_LINUX)
         headers.update(
             {
                 "Authorization": authorization,
                 "x-flow-device-id": "f-" + random_string(19),
                 "x-nonce": nonce,
-                "x-signature": signature,
+                "x-signature": hashlib.md5(f"{timestamp}-{nonce}-{authorization}".encode()).hexdigest(),
                 "x-timestamp": timestamp,
             }
         )
@@ -70,23 +82,23 @@ class FlowGpt(Provider):
             "question": messages[-1]["content"],
             "history": [GREETING] + [m for m in messages[:-1] if m["role"] != "system"],
             "system": system or DEFAULT_SYSTEM,
-            "temperature": temperature,
+            "temperature": options.get("temperature", 0.7),
             "promptId": f"model-{model}",
             "documentIds": [],
             "chatFileDocumentIds": [],
             "generateImage": False,
             "generateAudio": False,
         }
-        with call.open(call.url(API_URL), headers=headers, json_body=body) as response:
-            for event in iter_ndjson(call.body(response), provider=cls.__name__, max_frame=call.max_frame, reading=call.reading()):
-                if not isinstance(event, dict) or event.get("event") != "text":
-                    continue
-                data = event.get("data")
-                if not isinstance(data, str):
-                    raise ProtocolError(
-                        f"{cls.__name__}: a text event without string data: {excerpt(str(event))!r}",
-                        provider=cls.__name__,
-                        frame=excerpt(str(event)),
-                    )
-                if data:
-                    yield data
+        return Request(call.url(API_URL), headers, json=body)
+
+    @classmethod
+    def parse(cls, frame: Any, reply: Reply) -> Any:
+        if type(frame) is not dict or frame.get("event") != "text":
+            return None  # other events (status, done, ...) say nothing about the text
+        data = frame.get("data")
+        if type(data) is not str:
+            shown = reply.redact(excerpt(str(frame)))
+            raise ProtocolError(
+                f"{cls.__name__}: a text event without string data: {shown!r}", provider=cls.__name__, frame=shown
+            )
+        return data or None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import List, Optional
 
 from .._http import TimeoutArg
+from .._options import Flag
 from .._provider import register_provider
 from .openai_compatible import OpenAICompatible
 
@@ -28,7 +29,7 @@ class Ylokh(OpenAICompatible):
     supports_system_message = False
     supports_gpt_35_turbo = True
     default_model = "gpt-3.5-turbo"
-    options = OpenAICompatible.options | {"allow_fallback"}
+    options = {**OpenAICompatible.options, "allow_fallback": Flag()}
     api_root = API_URL[: -len("/chat/completions")]
     api_key_env = None
     default_headers = {"Origin": "https://chat.ylokh.xyz", "Referer": "https://chat.ylokh.xyz/"}

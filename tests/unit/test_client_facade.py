@@ -126,8 +126,12 @@ def test_client_options_reach_the_provider_and_the_key_stays_private():
     assert request.headers["Authorization"] == "Bearer sk-secret-42"
     assert json.loads(request.body)["temperature"] == 0.3
     assert "sk-secret-42" not in repr(client) and "OpenAICompatible" in repr(client)
-    with pytest.raises(UnsupportedOptionError, match="api_key"):
-        Client(provider=FlowGpt, api_key="k").chat.completions.create(model=None, messages=MESSAGES_RU)
+    with pytest.raises(UnsupportedOptionError, match="api_key"):  # a call's own key, to a provider without one
+        Client(provider=FlowGpt).chat.completions.create(model=None, messages=MESSAGES_RU, api_key="k")
+    # the client's key goes only to providers that take one (as the Client docstring says)
+    responses.post(FLOWGPT_URL, body=ndjson("x"))
+    assert Client(provider=FlowGpt, api_key="k-123").chat.completions.create(messages=MESSAGES_RU).choices[0].message.content == "x"
+    assert "k-123" not in str(responses.calls[-1].request.headers) and b"k-123" not in responses.calls[-1].request.body
     with pytest.raises(llmproviders.InvalidArgumentError, match="base_url"):
         Client(provider="OpenAICompatible").chat.completions.create(model="m", messages=MESSAGES_RU, stream=True)
 

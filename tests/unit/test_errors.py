@@ -199,10 +199,10 @@ def test_debug_log_names_the_request_but_not_its_headers(caplog):
 
 @responses.activate
 def test_partial_is_exact_for_replies_larger_than_what_is_kept_in_memory(monkeypatch):
-    from llmproviders import _stream
+    from llmproviders import _provider, _reply
 
-    monkeypatch.setattr(_stream, "SPILL_AFTER", 10)
-    monkeypatch.setattr(_stream, "JOIN_EVERY", 2)
+    monkeypatch.setattr(_reply, "SPILL_AFTER", 10)
+    monkeypatch.setattr(_provider, "JOIN_EVERY", 2)
     pieces = ["Привет ", "мир 👋 ", "x" * 25, "ж" * 7, "end"]
     responses.post(URL, body=body(*pieces, error=ConnectionResetError(104, "reset")))
     stream = GPROChat.create_completion(None, MESSAGES_RU, max_retries=0)
@@ -210,11 +210,11 @@ def test_partial_is_exact_for_replies_larger_than_what_is_kept_in_memory(monkeyp
     with pytest.raises(StreamInterruptedError) as info:
         for delta in stream:
             received.append(delta)
-    assert stream._record.spill is not None  # most of it went to the temporary file
+    assert stream._view.reply.record.spill is not None  # most of it went to the temporary file
     assert info.value.partial == "".join(received) == "".join(pieces) == stream.text
     stream.close()
     assert stream.text == "".join(pieces)  # still readable after close
-    spill = stream._record.spill
+    spill = stream._view.reply.record.spill
     del stream, info  # the error's traceback refers to the stream's record too
     gc.collect()
     assert spill.closed  # released with the last reference to the stream's record
@@ -222,10 +222,10 @@ def test_partial_is_exact_for_replies_larger_than_what_is_kept_in_memory(monkeyp
 
 @responses.activate
 def test_text_stays_available_after_the_end_until_close(monkeypatch):
-    from llmproviders import _stream
+    from llmproviders import _provider, _reply
 
-    monkeypatch.setattr(_stream, "SPILL_AFTER", 4)
-    monkeypatch.setattr(_stream, "JOIN_EVERY", 1)
+    monkeypatch.setattr(_reply, "SPILL_AFTER", 4)
+    monkeypatch.setattr(_provider, "JOIN_EVERY", 1)
     responses.post(URL, body=body("abc", "defgh", "ij"))
     stream = GPROChat.create_completion(None, MESSAGES_RU)
     assert list(stream) == ["abc", "defgh", "ij"] and stream.text == "abcdefghij"

@@ -114,9 +114,11 @@ def test_sse_body_cut_inside_an_event_is_an_interruption_not_a_partial_event():
     assert list(iter_sse(iter([b"data: one\n\n: bye\n"]), provider="P")) == ["one"]
 
 
-def test_sse_invalid_utf8_is_a_protocol_error():
-    with pytest.raises(ProtocolError, match="not valid UTF-8"):
-        list(iter_sse(iter([b"data: \xff\xfe\n\n"]), provider="P"))
+def test_sse_invalid_utf8_decodes_to_replacement_characters_and_the_stream_goes_on():
+    """WHATWG: the stream is decoded with UTF-8 decode (errors become U+FFFD)."""
+    data = b"data: a\xff\xfeb\n\ndata: \xe2\x82\n\ndata: next\n\n"
+    for pieces in splits(data):
+        assert list(iter_sse(iter(pieces), provider="P")) == ["a\ufffd\ufffdb", "\ufffd", "next"], pieces
 
 
 def test_sse_event_size_is_capped():

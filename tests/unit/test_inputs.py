@@ -32,7 +32,8 @@ OK = [{"role": "user", "content": "hi"}]
         ([{"content": "x"}], "messages[0] has no 'role'"),
         ([{"role": "bot", "content": "x"}], "messages[0] has role 'bot'"),
         ([{"role": "user"}], "messages[0] has no 'content'"),
-        ([{"role": "user", "content": "a"}, {"role": "user", "content": ["x"]}], "messages[1] has content of type list"),
+        ([{"role": "user", "content": "a"}, {"role": "user", "content": ["x"]}], "messages[1].content[0] must be a dict"),
+        ([{"role": "user", "content": "a"}, {"role": "user", "content": 5}], "messages[1] has content of type int"),
     ],
 )
 @responses.activate  # any network access would fail the test with ConnectionError

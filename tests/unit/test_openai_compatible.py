@@ -77,11 +77,16 @@ def test_request_contract_minimal_body_and_no_key():
 
 @responses.activate
 def test_base_url_is_the_api_root_whatever_its_path():
-    """The OpenAI convention: {base_url}/chat/completions, so roots not ending in /v1 work."""
-    for root in ("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1beta/openai", "http://127.0.0.1:9"):
-        responses.post(root + "/chat/completions", body=sse(chunk("ok", "stop"), "[DONE]"), content_type="text/event-stream")
+    """The OpenAI convention: {base_url}/chat/completions, so roots not ending in /v1 work;
+    a base_url with no path at all gets /v1 (one LLMPROVIDERS_BASE_URL serves every provider)."""
+    for root, api in (
+        ("http://127.0.0.1:9/v1", "http://127.0.0.1:9/v1"),
+        ("http://127.0.0.1:9/v1beta/openai", "http://127.0.0.1:9/v1beta/openai"),
+        ("http://127.0.0.1:9", "http://127.0.0.1:9/v1"),
+    ):
+        responses.post(api + "/chat/completions", body=sse(chunk("ok", "stop"), "[DONE]"), content_type="text/event-stream")
         assert create(base_url=root + "/") == "ok"
-        assert responses.calls[-1].request.url == root + "/chat/completions"
+        assert responses.calls[-1].request.url == api + "/chat/completions"
 
 
 @responses.activate
@@ -145,11 +150,18 @@ def test_sampling_options_are_passed_through_only_when_given():
     assert json.loads(responses.calls[0].request.body) == {"model": "m", "messages": MESSAGES_RU, "stream": True, **given}
 
 
-@pytest.mark.parametrize("option", ["n", "allow_fallback", "tools", "foo"])
+@pytest.mark.parametrize("option", ["allow_fallback", "foo"])
 def test_unknown_options_are_refused(option):
     with pytest.raises(UnsupportedOptionError, match=option) as info:
         OpenAICompatible.create_completion("m", MESSAGES_RU, base_url=BASE, **{option: 2})
     assert "temperature" in str(info.value)  # lists what is accepted
+
+
+@pytest.mark.parametrize(("option", "expected"), [("n", "must be 1"), ("tools", "must be a list of tools")])
+def test_known_options_with_bad_values_are_refused_naming_the_option(option, expected):
+    with pytest.raises(InvalidArgumentError, match=expected) as info:
+        OpenAICompatible.create_completion("m", MESSAGES_RU, base_url=BASE, **{option: 2})
+    assert repr(option) in str(info.value)
 
 
 def test_a_base_url_is_required_and_the_message_says_how():

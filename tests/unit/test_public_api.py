@@ -10,7 +10,7 @@ import llmproviders
 
 
 def test_all_lists_exactly_the_public_names():
-    public = {name for name in vars(llmproviders) if not name.startswith("_")}
+    public = {name for name in vars(llmproviders) if not name.startswith("_")} | llmproviders._LAZY
     modules = {name for name in public if type(getattr(llmproviders, name)).__name__ == "module"}
     assert set(llmproviders.__all__) - {"__version__"} == public - modules
     for name in llmproviders.__all__:
@@ -74,3 +74,15 @@ def test_seed_metadata():
     assert Ylokh.supports_message_history and Ylokh.supports_gpt_35_turbo
     for provider in (FlowGpt, GPROChat, Chatgpt4Online, Ylokh):
         assert provider.working is False
+
+
+def test_importing_the_package_does_not_import_asyncio():
+    """The core is synchronous: the asyncio facade loads when first used."""
+    script = (
+        "import sys, llmproviders\n"
+        "from llmproviders import FlowGpt, Stream, Client, ChatCompletion, RetryProvider, events\n"
+        "assert 'asyncio' not in sys.modules, sorted(m for m in sys.modules if 'asyncio' in m)\n"
+        "llmproviders.AsyncStream  # the facade, on first use\n"
+        "assert 'asyncio' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)

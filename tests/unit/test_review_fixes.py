@@ -49,7 +49,7 @@ def test_bad_arguments_fail_at_the_call_with_our_errors(kwargs, kind):
 
 def test_messages_with_values_json_cannot_carry_are_refused():
     with pytest.raises(InvalidArgumentError, match="plain JSON"):
-        Ylokh.create_completion(None, [{"role": "user", "content": "x", "name": object()}])
+        Ylokh.create_completion(None, [{"role": "user", "content": "x", "metadata": object()}])
 
 
 def test_base_url_errors_do_not_echo_credentials():
