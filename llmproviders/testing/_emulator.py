@@ -407,7 +407,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Content-Length"] = str(len(reply.body))
         elif framing == "chunked":
             headers["Transfer-Encoding"] = "chunked"
-        else:
+        if framing == "close" or self.close_connection:  # say so when the connection ends after this answer
             headers["Connection"] = "close"
         writer = _BodyWriter(self, framing, options)
         try:

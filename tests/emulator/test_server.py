@@ -275,6 +275,7 @@ def test_transfer_codings_other_than_chunked(emu: Emulator) -> None:
     both = request_head(YLOKH_PATH, "Transfer-Encoding: chunked", "Content-Length: 3")
     answer = exchange(emu, both + b"%x\r\n%s\r\n0\r\n\r\n" % (len(OPENAI_BODY), OPENAI_BODY))
     assert answer.status == 200 and answer.closed  # chunked wins, and the connection is not trusted after
+    assert answer.headers["connection"] == "close"
 
 
 @pytest.mark.parametrize("path", [YLOKH_PATH, GPROCHAT_PATH])
