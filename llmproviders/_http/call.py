@@ -84,8 +84,6 @@ class Call:
         self._status_error = status_error
         # Asking a provider's real site, which is offline: transport errors say what to do.
         self._hint = OFFLINE_HINT if base_url is None and getattr(owner, "working", True) is False else ""
-        #: Not the transport's business any more; kept until the layers above drop it.
-        self.metadata: Dict[str, Any] = {}
 
     @property
     def aborted(self) -> bool:
