@@ -42,6 +42,7 @@ from ._exceptions import (
     TransportError,
     UnsupportedOptionError,
 )
+from ._batch import BatchError, BatchInterrupted, BatchResult, BatchStore, ItemResult, batch
 from .events import Event, Finish, ReasoningDelta, RefusalDelta, TextDelta, ToolCall, ToolCallDelta, Usage
 from ._fallback import RetryProvider
 from ._messages import Messages, format_prompt, image
@@ -119,6 +120,13 @@ __all__ = [
     "RetryProviderError",
     "ContextWindowExceededError",
     "StructuredOutputError",
+    # batch jobs
+    "batch",
+    "BatchResult",
+    "ItemResult",
+    "BatchStore",
+    "BatchError",
+    "BatchInterrupted",
 ]
 
 logging.getLogger("llmproviders").addHandler(logging.NullHandler())
