@@ -125,13 +125,12 @@ def batch(
         raise InvalidArgumentError(f"store must be a path or a BatchStore, not {type(store).__name__}")
     items = _items(provider_class, model, inputs, options)
 
-    own_store = store is not None and not isinstance(store, BatchStore)
-    opened = BatchStore(store) if own_store else store  # type: ignore[arg-type]
+    opened = store if store is None or isinstance(store, BatchStore) else BatchStore(store)
     try:
         job = _Job(provider_class, model, items, opened, limiter, executor, capacity, progress, retry_failed)
         return job.run()
     finally:
-        if own_store and opened is not None:
+        if opened is not None and opened is not store:  # a store you pass stays open: it is yours
             opened.close()
 
 
@@ -471,13 +470,7 @@ class _Job:
             options["deadline"] = left
         flight = Flight() if self.local else None
         task = Task(self.job, item.index, item.attempts, self.provider_ref, item.model, item.messages, options, flight)
-        try:
-            future = executor.submit(run_attempt, task)
-        except BrokenExecutor:
-            raise
-        except Exception as error:  # e.g. a task the executor cannot send: this item's failure
-            self._record_failure(item, error)
-            return
+        future = executor.submit(run_attempt, task)  # an executor that refuses work stops the batch
         self.in_flight[future] = (item, flight)
 
     def _finish(self, future: "Future[Outcome]") -> None:
@@ -486,8 +479,8 @@ class _Job:
             outcome = future.result()
         except (BrokenExecutor, CancelledError):
             raise
-        except Exception as error:  # the executor's own failure (a lost worker, an unpicklable result)
-            outcome = Outcome(None, None, None, error, False, time.time(), 0.0)
+        except Exception as failure:  # the executor's own failure (a lost worker, an unpicklable result)
+            outcome = Outcome(None, None, None, failure, False, time.time(), 0.0)
         if outcome.error is None:
             self._record(item, ok=True, text=outcome.text, error=None, outcome=outcome)
             return

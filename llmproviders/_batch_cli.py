@@ -26,13 +26,13 @@ import json
 import os
 import re
 import sys
-from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import IO, TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ._batch import batch
-from ._batch_result import BatchInterrupted, BatchResult, ItemResult
-from ._batch_store import BatchStore
 from ._exceptions import InvalidArgumentError, LLMProvidersError
 from ._provider import get_provider
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._batch_result import BatchResult
 
 __all__ = ["add_batch_commands"]
 
@@ -70,6 +70,8 @@ def add_batch_commands(commands: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ._batch import BatchInterrupted, batch  # loaded when the command runs, not for every command line
+
     parser: argparse.ArgumentParser = args.batch_parser
     if args.input == "export":
         return _export(args, parser)
@@ -109,6 +111,8 @@ def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("export needs the store: batch export results.db --out out.jsonl")
     if not os.path.isfile(args.store):
         raise InvalidArgumentError(f"no batch store at {args.store!r}")
+    from ._batch_store import BatchStore
+
     with BatchStore(args.store) as store:
         with _output(args.out) as out:
             count = store.export(out)
@@ -178,19 +182,19 @@ def _output(path: Optional[str]) -> Iterator[IO[str]]:
         yield file
 
 
-def _write_results(result: BatchResult, path: Optional[str]) -> None:
+def _write_results(result: "BatchResult", path: Optional[str]) -> None:
     with _output(path) as out:
         for item in result:
             out.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
 
 
-def _summary(result: BatchResult, db: Optional[str], out: Optional[str]) -> str:
+def _summary(result: "BatchResult", db: Optional[str], out: Optional[str]) -> str:
     text = f"batch: {result.done} done, {result.failed} failed, {result.skipped} skipped in {result.seconds:.1f} s"
     if db:
         text += f"; store: {db}"
     if out:
         text += f"; results: {out}"
-    failed: List[ItemResult] = result.errors
+    failed = result.errors
     for item in failed[:3]:
         error = " ".join(str(item.error).split())
         text += f"\n  item {item.index}" + (f" (id {item.id!r})" if item.id is not None else "") + f": {error}"

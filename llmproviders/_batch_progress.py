@@ -126,7 +126,7 @@ def make_progress(enabled: bool) -> Progress:
     if not enabled:
         return Progress()
     try:
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
     except ImportError:
         return LineProgress()
     return TqdmProgress(tqdm)

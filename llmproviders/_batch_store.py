@@ -148,10 +148,10 @@ class BatchStore:
         """Write one JSON line per item (:meth:`ItemResult.to_dict`), in index order, to
         the file at ``out`` (replaced) or to an open text file. Returns the line count."""
         items = self.results()
-        if hasattr(out, "write"):
-            return _write_lines(out, items)  # type: ignore[arg-type]
-        with open(os.fspath(out), "w", encoding="utf-8", newline="\n") as file:  # type: ignore[arg-type]
-            return _write_lines(file, items)
+        if isinstance(out, (str, os.PathLike)):
+            with open(os.fspath(out), "w", encoding="utf-8", newline="\n") as file:
+                return _write_lines(file, items)
+        return _write_lines(out, items)
 
     # -- writing (the batch) ---------------------------------------------------------
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
+import signal
 import sqlite3
 import sys
+import time
 
 import pytest
 
@@ -32,7 +35,7 @@ from llmproviders import (
     Usage,
     batch,
 )
-from llmproviders._batch import _items
+from llmproviders._batch import _Interrupts, _items
 from llmproviders._batch_limits import Pauses, RateLimiter, parse_rate
 from llmproviders._batch_progress import LineProgress, Progress, TqdmProgress, make_progress
 from llmproviders._batch_result import error_from_dict, error_to_dict
@@ -404,3 +407,27 @@ def test_the_tqdm_bar_shows_done_failed_and_skipped():
     (bar,) = bars
     assert bar.kwargs["total"] == 5 and bar.kwargs["unit"] == "item" and bar.n == 4 and bar.closed
     assert bar.postfix == {"done": 1, "failed": 1, "skipped": 2}
+
+
+# -- Ctrl-C ---------------------------------------------------------------------------------
+
+
+def test_ctrl_c_waits_until_a_commit_and_its_record_are_whole():
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    interrupts = _Interrupts()
+    interrupts.install()
+    try:
+        steps = []
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts.deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # the handler runs in here, and defers
+                steps.append("committed")
+                steps.append("recorded")
+        assert steps == ["committed", "recorded"]
+        with pytest.raises(KeyboardInterrupt):  # elsewhere it is as prompt as ever
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    finally:
+        interrupts.uninstall()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
