@@ -52,9 +52,9 @@ from .providers import Chatgpt4Online, FlowGpt, GPROChat, OpenAICompatible, Ylok
 
 if _TYPE_CHECKING:  # pragma: no cover
     from ._async import AsyncStream, get_async_limit, set_async_limit
-    from ._batch import BatchError, BatchInterrupted, BatchResult, BatchStore, ItemResult, batch
+    from ._batch import BatchError, BatchResult, BatchStore, ItemResult, batch
 
-_BATCH = {"batch", "BatchResult", "ItemResult", "BatchStore", "BatchError", "BatchInterrupted"}
+_BATCH = {"batch", "BatchResult", "ItemResult", "BatchStore", "BatchError"}
 _LAZY = {"AsyncStream", "set_async_limit", "get_async_limit"} | _BATCH
 
 
@@ -131,7 +131,6 @@ __all__ = [
     "ItemResult",
     "BatchStore",
     "BatchError",
-    "BatchInterrupted",
 ]
 
 logging.getLogger("llmproviders").addHandler(logging.NullHandler())

@@ -111,8 +111,8 @@ def batch(
 
     A failed item never stops the others: its ``error`` is the typed exception.
     Ctrl-C closes the in-flight streams (on this process's threads), keeps the store
-    consistent and raises :class:`BatchInterrupted` (a ``KeyboardInterrupt``) whose
-    ``result`` holds what finished.
+    consistent and raises a ``KeyboardInterrupt`` (:class:`BatchInterrupted`) whose
+    ``result`` holds what finished and ``pending`` counts the rest.
     """
     provider_class = _provider_class(provider)
     capacity = _check_workers(workers)

@@ -135,7 +135,11 @@ class BatchInterrupted(KeyboardInterrupt):
     """Ctrl-C (``KeyboardInterrupt``) during a batch, once the batch has cleaned up:
     in-flight streams closed, every finished item in the store. ``result`` is a
     :class:`BatchResult` of the items that finished (each with its input ``index``),
-    ``pending`` the number that did not."""
+    ``pending`` the number that did not.
+
+    Catch it as ``KeyboardInterrupt``: it is not exported with the library's errors, which
+    all derive from :class:`LLMProvidersError` (an ``Exception``), and an interrupt must
+    not be caught by ``except Exception``."""
 
     def __init__(self, result: BatchResult, pending: int) -> None:
         finished = len(result)

@@ -19,7 +19,7 @@ import importlib
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Type
 
 from .events import Usage
 
@@ -137,6 +137,8 @@ def run_attempt(task: Task) -> Outcome:
                     delivered = True  # as in run_attempts: output commits the attempt
         return Outcome(stream.text, stream.usage, stream.finish_reason, None, True, started, time.perf_counter() - clock)
     except Exception as error:  # any failure is this item's, never the batch's
+        if flight is None:  # it goes back to another process
+            _portable(error)
         return _failed(task, stream, error, delivered, started, clock)
     finally:
         if flight is not None:
@@ -148,11 +150,27 @@ def _failed(task: Task, stream: Optional["Stream"], error: BaseException, delive
     return Outcome(None, usage, None, error, delivered, started, time.perf_counter() - clock)
 
 
+def _portable(error: BaseException) -> None:
+    """Make ``error`` travel back the same way under any pickler: without tracebacks, and
+    without causes from outside this library (a ``requests`` error may hold a connection).
+    The library's errors drop those when pickled; but ``distributed`` installs tblib's
+    reducers for every exception class, which would send them along."""
+    from ._exceptions import LLMProvidersError
+
+    error.__traceback__ = None
+    error.__context__ = None
+    cause = error.__cause__
+    if isinstance(cause, LLMProvidersError):
+        _portable(cause)
+    elif cause is not None:
+        error.__cause__ = None
+    for earlier in getattr(error, "attempts", None) or ():
+        if isinstance(earlier, BaseException):
+            _portable(earlier)
+
+
 def _interrupted(provider: str) -> BaseException:
     from ._exceptions import StreamInterruptedError
 
     return StreamInterruptedError(f"{provider}: the batch was interrupted before this request started", provider=provider)
 
-
-def task_key(task: Task) -> Tuple[str, int, int]:
-    return task.job, task.index, task.number

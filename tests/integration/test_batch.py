@@ -21,6 +21,7 @@ from llmproviders import (
     Ylokh,
     batch,
 )
+from llmproviders._batch_work import Flight, Task, provider_ref, run_attempt
 from llmproviders.testing import FLOWGPT_PATH, Emulator, Flaky, RecordedRequest, reply_for
 
 from .conftest import PROVIDERS
@@ -215,3 +216,19 @@ def test_a_progress_line_goes_to_stderr_without_tqdm(monkeypatch, capsys):
     assert captured.out == ""
     last = captured.err.strip().splitlines()[-1]
     assert last.startswith("batch: 3/3 items, 2 done, 1 failed, 0 skipped, ") and "/s" in last
+
+
+def test_an_error_bound_for_another_process_leaves_its_traceback_and_foreign_cause_behind():
+    dropped = Flaky(rate=0.0, seed=0, marker="FAIL", permanent="drop")  # every request dropped
+    messages = [{"role": "user", "content": "FAIL q"}]
+    options = {"base_url": None, "max_retries": 0, "timeout": TIMEOUT}
+    with Emulator(flaky=dropped) as emulator:
+        options["base_url"] = emulator.base_url
+        here = run_attempt(Task("job", 0, 1, provider_ref(FlowGpt), "gpt-3.5-turbo", messages, options, Flight()))
+        away = run_attempt(Task("job", 0, 2, provider_ref(FlowGpt), "gpt-3.5-turbo", messages, options, None))
+    assert isinstance(here.error, TransportError) and isinstance(away.error, TransportError)
+    assert here.error.__cause__ is not None and here.error.__traceback__ is not None  # in this process: all of it
+    # What goes back to the caller is the same under any pickler (tblib, installed by
+    # distributed, would otherwise send a requests error and the traceback along).
+    assert away.error.__cause__ is None and away.error.__traceback__ is None and away.error.__context__ is None
+    assert not here.delivered and not away.delivered and here.text is None

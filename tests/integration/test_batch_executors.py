@@ -4,15 +4,17 @@ outcomes (errors pickled with their fields); only this process writes the store.
 
 from __future__ import annotations
 
-import logging
+import json
 import multiprocessing
 import os
-import threading
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from llmproviders import BatchStore, FlowGpt, GPROChat, ResponseStatusError, batch
+from llmproviders import BatchResult, BatchStore, GPROChat, ItemResult, ResponseStatusError, batch
+from llmproviders._batch_result import error_from_dict
 from llmproviders.testing import Emulator, reply_for
 
 from .test_batch import FLAKY, TIMEOUT, expected
@@ -63,30 +65,55 @@ def test_a_process_pool_runs_the_batch(method, tmp_path):
     assert len(workers) == 2 and os.getpid() not in workers
 
 
-@pytest.mark.timeout(60)  # it takes about 5 s; a cluster starting on a busy machine gets room
-def test_a_dask_cluster_runs_the_batch(tmp_path):
-    from distributed import Client, LocalCluster, get_task_stream
+DASK_CHILD = """
+import json, logging, sys
 
-    store = tmp_path / "results.db"
-    threads = set(threading.enumerate())
+from distributed import Client, LocalCluster, get_task_stream
+
+import llmproviders
+from llmproviders import Provider, RetryPolicy
+
+# the suite's fast backoff (tests/conftest.py), for this process: the scheduler's policy is the one used
+Provider.retry_policy = RetryPolicy(initial_backoff=0.001, max_backoff=0.01, max_retry_after=0.05)
+
+if __name__ == "__main__":
+    base_url, store, items = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        with get_task_stream(client) as tasks:
+            result = llmproviders.batch("FlowGpt", items, base_url=base_url, executor=client.get_executor(),
+                                        store=store, timeout=10, progress=False)
+        workers = sorted(client.scheduler_info()["workers"])
+    ran = [task["worker"] for task in tasks.data if task["key"].startswith("run_attempt")]
+    print(json.dumps({"items": [item.to_dict() for item in result], "ran": ran, "workers": workers,
+                      "errors": [type(item.error).__name__ for item in result.errors]}))
+"""
+
+
+@pytest.mark.timeout(90)  # it takes 5 to 10 s; a cluster starting on a busy machine gets room
+def test_a_dask_cluster_runs_the_batch(tmp_path):
+    """In a child process: importing distributed changes the process for good (tblib's
+    pickling of every exception class, a process-wide offload thread), so the cluster
+    and its client stay out of the test process. The emulator runs here."""
+    script, store = tmp_path / "dask_batch.py", tmp_path / "results.db"
+    script.write_text(DASK_CHILD, encoding="utf-8")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LLMPROVIDERS_")}
     with Emulator(flaky=FLAKY) as emulator:
-        with LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR
-        ) as cluster, Client(cluster) as client:
-            with get_task_stream(client) as tasks:
-                result = batch(
-                    FlowGpt, items(), base_url=emulator.base_url, executor=client.get_executor(), store=store,
-                    timeout=TIMEOUT, progress=False,
-                )
-            workers = set(client.scheduler_info()["workers"])
-        check(result, emulator, store)
-    ran = [task for task in tasks.data if task["key"].startswith("run_attempt")]
-    assert len(ran) == sum(item.attempts for item in result)  # every attempt ran on the cluster
-    assert {task["worker"] for task in ran} <= workers and len(workers) == 2
-    # Closed: nothing the cluster started is left but distributed's process-wide offload
-    # thread (a module-level executor of distributed.utils, joined at interpreter exit).
-    left = [thread.name for thread in set(threading.enumerate()) - threads if thread.is_alive()]
-    assert all(name.startswith("Dask-Offload") for name in left), left
+        child = subprocess.run(
+            [sys.executable, str(script), emulator.base_url, str(store), json.dumps(items())],
+            cwd=tmp_path, env=environment, capture_output=True, text=True, encoding="utf-8", timeout=80,
+        )
+        assert child.returncode == 0, child.stderr
+        report = json.loads(child.stdout)
+        result = [ItemResult(**{**data, "error": _error(data["error"]), "usage": None}) for data in report["items"]]
+        check(BatchResult(result), emulator, store)
+    assert report["errors"] == ["ResponseStatusError"]  # typed, through the cluster
+    assert len(report["ran"]) == sum(item.attempts for item in result)  # every attempt ran on the cluster
+    assert set(report["ran"]) <= set(report["workers"]) and len(report["workers"]) == 2
+
+
+def _error(data):
+    return error_from_dict(data) if data is not None else None
 
 
 class Crashing(GPROChat):

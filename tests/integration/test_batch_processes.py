@@ -27,9 +27,9 @@ items = [{"id": f"c{n}", "prompt": f"Вопрос {n}?"} for n in range(count)]
 try:
     result = llmproviders.batch("FlowGpt", items, base_url=base_url, store=store, workers=workers,
                                 timeout=20, progress=False)
-except llmproviders.BatchInterrupted as interrupted:
+except KeyboardInterrupt as interrupted:  # carries what finished
     finished = interrupted.result
-    print(json.dumps({"message": str(interrupted), "pending": interrupted.pending, "done": finished.done,
+    print(json.dumps({"type": type(interrupted).__name__, "message": str(interrupted), "pending": interrupted.pending, "done": finished.done,
                       "ids": [item.id for item in finished], "texts": [item.text for item in finished]}))
     sys.exit(130)
 print(json.dumps({"done": result.done, "failed": result.failed, "skipped": result.skipped}))
@@ -127,7 +127,7 @@ def test_ctrl_c_closes_the_streams_keeps_the_store_and_says_what_finished(tmp_pa
         numbers = sorted(int(request.question.split()[1][:-1]) for request in whole.requests)
         assert report["ids"] == [f"c{n}" for n in numbers] and report["done"] == workers
         assert report["texts"] == [reply_for(question(n)) for n in numbers]
-        assert report["pending"] == count - workers
+        assert report["pending"] == count - workers and report["type"] == "BatchInterrupted"
         assert report["message"].startswith("batch interrupted: 4 of 12 items finished (4 done, 0 failed, 0 skipped)")
         assert "Traceback" not in err.decode()
         # the store is consistent: exactly the finished items, and the run is marked interrupted
