@@ -123,7 +123,7 @@ class TqdmProgress(Progress):
 
 def make_progress(enabled: bool) -> Progress:
     """tqdm's bar if it is installed, else the stderr line; nothing when disabled."""
-    if not enabled:
+    if not enabled or sys.stderr is None:  # (pythonw has no stderr)
         return Progress()
     try:
         from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]

@@ -5,7 +5,7 @@ shared 429 pause, deadlines and resuming from a store."""
 from __future__ import annotations
 
 import time
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import pytest
 
