@@ -77,7 +77,7 @@ def integrity(store_path: pathlib.Path):
 
 def test_a_batch_killed_midway_resumes_without_sending_a_finished_item_twice(tmp_path):
     store_path, count, workers = tmp_path / "results.db", 40, 4
-    with Emulator(pace=0.02) as emulator:  # each reply takes about 0.15 s
+    with Emulator(pace=0.04) as emulator:  # each reply takes about 0.3 s: 3 s for the whole job
         child = start_child(emulator.base_url, store_path, count, workers)
         try:
             wait_for(lambda: done_in(store_path) >= 10, what="10 finished items in the store")
