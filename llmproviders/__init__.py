@@ -53,13 +53,19 @@ from .providers import Chatgpt4Online, FlowGpt, GPROChat, OpenAICompatible, Ylok
 
 if _TYPE_CHECKING:  # pragma: no cover
     from ._async import AsyncStream, get_async_limit, set_async_limit
+    from ._batch import BatchError, BatchResult, BatchStore, ItemResult, batch
 
-_LAZY = {"AsyncStream", "set_async_limit", "get_async_limit"}
+_BATCH = {"batch", "BatchResult", "ItemResult", "BatchStore", "BatchError"}
+_LAZY = {"AsyncStream", "set_async_limit", "get_async_limit"} | _BATCH
 
 
 def __getattr__(name: str) -> _Any:
-    """The asyncio facade is imported when first used: ``import llmproviders`` does not
-    import asyncio."""
+    """The asyncio facade and batch jobs are imported when first used: ``import
+    llmproviders`` does not import asyncio (nor sqlite3 and concurrent.futures)."""
+    if name in _BATCH:
+        from . import _batch
+
+        return getattr(_batch, name)
     if name in _LAZY:
         from . import _async
 
@@ -121,6 +127,12 @@ __all__ = [
     "RetryProviderError",
     "ContextWindowExceededError",
     "StructuredOutputError",
+    # batch jobs
+    "batch",
+    "BatchResult",
+    "ItemResult",
+    "BatchStore",
+    "BatchError",
 ]
 
 logging.getLogger("llmproviders").addHandler(logging.NullHandler())

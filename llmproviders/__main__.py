@@ -123,6 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     emulator.add_argument("--pace", type=_seconds, default=0.0, help="seconds between streamed pieces")
     emulator.add_argument("--api-key", default=None, help="require this bearer key on the OpenAI endpoints")
     emulator.set_defaults(run=_emulator)
+    from ._batch_cli import add_batch_commands  # batch jobs: 'batch INPUT.jsonl ...', 'batch export results.db'
+    add_batch_commands(commands)
     return parser
 
 
