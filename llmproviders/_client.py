@@ -226,13 +226,17 @@ def _models_of(provider: Any, client: Client) -> List[Model]:
             return [
                 Model(
                     id=str(item["id"]),
-                    created=item.get("created") if isinstance(item.get("created"), int) else 0,
+                    created=_whole_number(item.get("created")),
                     owned_by=str(item.get("owned_by") or owner),
                 )
                 for item in listing
             ]
     names = list(provider.models) or ([provider.default_model] if provider.default_model else [])
     return [Model(id=name, owned_by=owner) for name in names]
+
+
+def _whole_number(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _takes_api_key(provider: Any) -> bool:
@@ -418,7 +422,7 @@ def _completion(stream: Stream, text: str) -> ChatCompletionObject:
         for call in stream.tool_calls
     ]
     message = ChatCompletionMessage(
-        content=text or (None if calls else text),
+        content=text or (None if calls or stream.refusal else text),
         refusal=stream.refusal,
         tool_calls=calls or None,
         reasoning_content=stream.reasoning or None,

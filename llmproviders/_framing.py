@@ -27,6 +27,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import json
+import os
 from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Optional, Union
 
 from sseclient import Event, SSEClient
@@ -59,8 +60,28 @@ MAX_EVENT_WORK = 1 << 28
 RAW_EVENT_SIZE = 1 << 20
 _BOM = b"\xef\xbb\xbf"
 
-#: The JSON decoder for frames (``json.loads``; orjson's where the speedups extra is in).
-loads: Callable[[Any], Any] = json.loads
+#: Environment variable: ``json`` keeps the standard library's decoder even where orjson
+#: is installed (the speedups extra).
+JSON_ENV = "LLMPROVIDERS_JSON"
+
+
+def _frame_decoder() -> Callable[[Any], Any]:
+    """orjson's ``loads`` where it is installed (``pip install 'llmproviders[speedups]'``),
+    else ``json.loads``. Either way a frame that fails to decode goes to :func:`loads_frame`
+    (the standard library), so results are the same: orjson refuses what the standard
+    library takes (NaN, integers beyond 64 bits), and then the standard library decides."""
+    if os.environ.get(JSON_ENV, "").strip().lower() != "json":
+        try:
+            import orjson
+        except ImportError:
+            pass
+        else:
+            return orjson.loads
+    return json.loads
+
+
+#: The JSON decoder of the hot path (see :func:`_frame_decoder`).
+loads: Callable[[Any], Any] = _frame_decoder()
 
 
 def loads_frame(frame: Any, *, provider: str, redact: Optional[Callable[[str], str]] = None) -> Any:
@@ -304,14 +325,14 @@ class _EventParser(SSEClient):
     """
 
     def __init__(self, blocks: Iterator[Union[bytes, RawEvent]]) -> None:
-        super().__init__(blocks)
+        super().__init__(blocks)  # type: ignore[arg-type]  # only our _read reads them
         self._blocks = blocks
         self.raw: List[RawEvent] = []
 
-    def _read(self) -> Iterator[bytes]:  # type: ignore[override]
+    def _read(self) -> Iterator[bytes]:
         for events in self._blocks:
-            if type(events) is not bytes:
-                self.raw.append(events)  # type: ignore[arg-type]
+            if isinstance(events, RawEvent):
+                self.raw.append(events)
                 yield _RAW_PLACEHOLDER
                 continue
             for event in events.split(b"\n\n"):
@@ -372,12 +393,12 @@ def _normalized(
                 yield _valid_utf8(chunk)  # the usual case: whole small events
                 continue
             events = framer.feed(chunk)
-            if type(events) is bytes:
+            if isinstance(events, bytes):
                 if events:
                     yield _valid_utf8(events)
             else:
                 for item in events:
-                    yield _valid_utf8(item) if type(item) is bytes else item
+                    yield _valid_utf8(item) if isinstance(item, bytes) else item
     if start:
         framer.feed(start)
     framer.finish(tail)
@@ -468,9 +489,9 @@ class _EventFramer:
         if not rest:
             return [event]
         more = self.feed(rest)
-        if type(more) is bytes:
+        if isinstance(more, bytes):
             return [event, more] if more else [event]
-        return [event, *more]  # type: ignore[list-item]
+        return [event, *more]
 
     def finish(self, tail: Optional[List[bytes]] = None) -> None:
         rest = b"".join(self.pending)

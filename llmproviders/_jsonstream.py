@@ -37,7 +37,7 @@ class _Reader(Generic[AnyStr]):
     """A cursor over pieces of str or bytes."""
 
     def __init__(self, pieces: Iterable[AnyStr]) -> None:
-        self.pieces = iter(pieces)
+        self.pieces: Iterator[AnyStr] = iter(pieces)
         self.buf: Any = None
         self.i = 0
         self.binary = False
@@ -137,7 +137,7 @@ def _closing_quote(segment: Any, quote: Any, backslash: Any) -> int:
         while run < end and segment[end - run - 1 : end - run] == backslash:
             run += 1
         if run % 2 == 0:
-            return end
+            return int(end)
         end = segment.find(quote, end + 1)
     return -1
 

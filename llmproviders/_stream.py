@@ -292,10 +292,10 @@ class Stream(Iterator[str]):
     def close(self) -> None:
         """Stop the stream and release its connection. Safe to call more than once.
         ``text`` and the other properties stay readable."""
-        self._iterator.close()  # type: ignore[attr-defined]
-        if self._event_iterator is not None:
-            self._event_iterator.close()  # type: ignore[attr-defined]
-        self._source.close()  # type: ignore[attr-defined]
+        for iterator in (self._iterator, self._event_iterator, self._source):
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
         self._view.finish(False, None)  # (if it had not ended already)
 
     @property

@@ -259,7 +259,7 @@ class ModelList(_JSON):
     data: List[Model]
     object: str = "list"
 
-    def __iter__(self) -> Iterator[Model]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Model]:
         return iter(self.data)
 
     def __len__(self) -> int:

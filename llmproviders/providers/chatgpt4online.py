@@ -16,7 +16,7 @@ decoded whole, so a huge reply costs little more memory than its own bytes.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from .._exceptions import ProtocolError, ReplyMismatchError, ResponseError, StreamInterruptedError
 from .._framing import RawEvent, loads, loads_frame
@@ -128,7 +128,7 @@ def _end(name: str, reply: Reply, final: Iterator[str], whole: Callable[[], str]
     it (``whole()`` gives the final reply for the error). Neither text is held whole: both
     are compared block by block, and nothing is delivered before the streamed text has
     matched."""
-    streamed = _blocks(reply.record.pieces())
+    streamed: Optional[Iterator[str]] = _blocks(reply.record.pieces())
     pending = ""  # streamed text not matched yet
     for piece in final:
         while piece and (pending or streamed is not None):

@@ -664,7 +664,8 @@ def _overflow(name: str, payload: Any, status: Optional[int]) -> Optional[Contex
     if not isinstance(error, dict):
         return None
     kind, code = error.get("type"), error.get("code")
-    message = error.get("message") if isinstance(error.get("message"), str) else ""
+    text = error.get("message")
+    message: str = text if isinstance(text, str) else ""
     if not (
         kind == "exceed_context_size_error"
         or code == "context_length_exceeded"
@@ -677,10 +678,12 @@ def _overflow(name: str, payload: Any, status: Optional[int]) -> Optional[Contex
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     n_prompt, n_ctx = number(error.get("n_prompt_tokens")), number(error.get("n_ctx"))
-    if n_ctx is None and _MAX_CONTEXT.search(message):
-        n_ctx = int(_MAX_CONTEXT.search(message).group(1))  # type: ignore[union-attr]
-    if n_prompt is None and _REQUESTED.search(message):
-        n_prompt = int(_REQUESTED.search(message).group(1))  # type: ignore[union-attr]
+    found = _MAX_CONTEXT.search(message)
+    if n_ctx is None and found:
+        n_ctx = int(found.group(1))
+    found = _REQUESTED.search(message)
+    if n_prompt is None and found:
+        n_prompt = int(found.group(1))
     sizes = f" ({n_prompt} prompt tokens, context of {n_ctx})" if n_prompt is not None and n_ctx is not None else ""
     return ContextWindowExceededError(
         f"{name}: the request does not fit the model's context window{sizes}: {excerpt(message)}; "

@@ -14,7 +14,10 @@ serves every provider:
   require ``Authorization: Bearer <api_key>``, as OpenAI does
 
 It checks requests like the real services did (bad signature: 401, bad body:
-400, unknown nonce: 403, unknown path: 404, wrong method: 405) and answers with
+400, unknown nonce: 403, unknown path: 404, wrong method: 405), and as a careful
+server reads them (a body over ``max_body_size``, 16 MiB: 413; an invalid
+``Content-Length``, a malformed chunked body, JSON nested too deeply to parse, a
+malformed request line or header: 400), and answers with
 :func:`reply_for` the conversation, streamed in the pieces :func:`pieces_for`
 gives, one piece per HTTP chunk (``framing="chunked"``) or per write on a
 close-delimited body (``framing="close"``).

@@ -1,10 +1,13 @@
 """The emulator's server: a loopback HTTP/1.1 server serving all four protocols.
 
-One ``ThreadingHTTPServer`` on one port. Each request is recorded, matched
-against the pending plans, answered by its endpoint (``_protocols.py``) and
-written out by :class:`_Handler`, which owns everything shared by the
-protocols: framing (chunked or close-delimited), pacing, step mode and the
-faults. :meth:`Emulator.stop` leaves no thread or socket behind: it cuts every
+One ``ThreadingHTTPServer`` on one port. Each request is read with the checks a
+careful server makes (body size, framing, header syntax), recorded, matched
+against the pending plans, answered by its endpoint (``_protocols.py`` for the
+seed protocols, ``_openai.py`` for OpenAI's) and written out by :class:`_Handler`,
+which owns everything shared by the protocols: framing (chunked or
+close-delimited), pacing, step mode and the faults. The flaky configuration
+(``_flaky.py``) sees each valid chat request's question through the endpoints'
+gate. :meth:`Emulator.stop` leaves no thread or socket behind: it cuts every
 connection it accepted, including idle keep-alive ones, and joins the handlers.
 """
 
@@ -167,7 +170,12 @@ class _Server(ThreadingHTTPServer):
         )
         with self.tracking_lock:
             self.handler_threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except BaseException:  # never started: stop() must not join it
+            with self.tracking_lock:
+                self.handler_threads.discard(thread)
+            raise
 
     def _run(self, request: Any, client_address: Any) -> None:
         try:
@@ -399,7 +407,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Content-Length"] = str(len(reply.body))
         elif framing == "chunked":
             headers["Transfer-Encoding"] = "chunked"
-        else:
+        if framing == "close" or self.close_connection:  # say so when the connection ends after this answer
             headers["Connection"] = "close"
         writer = _BodyWriter(self, framing, options)
         try:

@@ -652,7 +652,7 @@ def logprob_entries(pieces: Sequence[str], top: int, start: int = 0) -> List[Dic
     likely)."""
     entries = []
     for index, piece in enumerate(pieces, start):
-        logprob = -0.01 * (1 + index % 7)
+        logprob = round(-0.01 * (1 + index % 7), 4)
         alternatives = [piece] + [f"<alt{rank}>" for rank in range(1, top)]
         entries.append(
             {
@@ -660,7 +660,7 @@ def logprob_entries(pieces: Sequence[str], top: int, start: int = 0) -> List[Dic
                 "logprob": logprob,
                 "bytes": list(piece.encode()),
                 "top_logprobs": [
-                    {"token": token, "logprob": logprob - rank, "bytes": list(token.encode())}
+                    {"token": token, "logprob": round(logprob - rank, 4), "bytes": list(token.encode())}
                     for rank, token in enumerate(alternatives[:top])
                 ],
             }

@@ -200,8 +200,10 @@ def scripted_text(question: str, options: Mapping[str, Any]) -> Tuple[str, List[
 
 class Frame(NamedTuple):
     """One write of a streamed body. ``kind`` is ``"open"`` (before the text),
-    ``"piece"`` (carries a piece of text), ``"malformed"``, ``"error"`` or
-    ``"trailer"`` (after the text; dropped by ``omit_trailer``)."""
+    ``"piece"`` (carries a piece of the reply: pacing, step mode and
+    ``disconnect_after_events`` count these), ``"malformed"``, ``"noise"`` (a line a
+    client must ignore), ``"error"`` or ``"trailer"`` (after the reply; dropped by
+    ``omit_trailer``)."""
 
     kind: str
     data: bytes

@@ -275,6 +275,7 @@ def test_transfer_codings_other_than_chunked(emu: Emulator) -> None:
     both = request_head(YLOKH_PATH, "Transfer-Encoding: chunked", "Content-Length: 3")
     answer = exchange(emu, both + b"%x\r\n%s\r\n0\r\n\r\n" % (len(OPENAI_BODY), OPENAI_BODY))
     assert answer.status == 200 and answer.closed  # chunked wins, and the connection is not trusted after
+    assert answer.headers["connection"] == "close"
 
 
 @pytest.mark.parametrize("path", [YLOKH_PATH, GPROCHAT_PATH])
@@ -354,3 +355,26 @@ def test_out_of_file_descriptors_the_server_waits_instead_of_spinning() -> None:
             assert child.wait(timeout=30) == 0
         finally:
             child.kill()
+
+
+def test_a_connection_that_gets_no_thread_is_closed_and_the_server_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = threading.Thread.start
+    refused: List[threading.Thread] = []
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name == "llmproviders-emulator-connection" and not refused:
+            refused.append(thread)
+            raise RuntimeError("can't start new thread")
+        original(thread)
+
+    baseline = threading.active_count()
+    emu = Emulator().start()
+    try:
+        monkeypatch.setattr(threading.Thread, "start", start)
+        with socket.create_connection(("127.0.0.1", emu.port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(100) == b""  # closed without an answer
+        assert exchange(emu, b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n").status == 200
+    finally:
+        emu.stop()  # must not try to join the thread that never started
+    assert refused and threading.active_count() == baseline
