@@ -84,17 +84,23 @@ def _kernel_shell() -> Any:
     return shell
 
 
+def _ipython_display() -> Any:
+    """``IPython.display`` (imported only here, and only once IPython runs)."""
+    import IPython.display
+
+    return IPython.display
+
+
 class _Live:
     """One live display: the reply as far as it has arrived here, when it arrived, and
     the display handle to update. The reply is accumulated from the events this thread
     receives (the stream's own record is being written by the reader thread)."""
 
     def __init__(self, stream: "Stream", shell: Any) -> None:
-        from IPython.display import Markdown, display as ipython_show
-
+        ipython = _ipython_display()
         self.stream = stream
         self.shell = shell
-        self.Markdown = Markdown
+        self.Markdown: Any = ipython.Markdown
         self.started = time.monotonic()
         self.first: Optional[float] = None
         self.last_update = float("-inf")
@@ -106,7 +112,7 @@ class _Live:
         self.calls: List[ToolCall] = stream.tool_calls
         self.arriving: Dict[int, List[Any]] = {}  # tool calls still arriving: index -> [id, name, arguments]
         self.usage: Optional[Usage] = stream.usage
-        self.handle = ipython_show(Markdown(self.render(live=True)), display_id=True)
+        self.handle: Any = ipython.display(self.Markdown(self.render(live=True)), display_id=True)
 
     def event(self, event: Any) -> None:
         """One event arrived: note it, and update the display if it is time to."""
@@ -402,13 +408,11 @@ def markdown(stream: "Stream") -> str:
 def ipython_display(stream: "Stream") -> None:
     """``Stream._ipython_display_``: show the stream's Markdown, except as the result of
     the cell in which :func:`display` already showed it live (it would be shown twice)."""
-    from IPython.display import display as ipython_show
-
     shell = _kernel_shell()
     shown = _shown.get(stream)
     if shell is not None and shown is not None and shown.cell == shell.execution_count:
         return
-    ipython_show({"text/markdown": markdown(stream), "text/plain": repr(stream)}, raw=True)
+    _ipython_display().display({"text/markdown": markdown(stream), "text/plain": repr(stream)}, raw=True)
 
 
 def _call_dict(call: ToolCall) -> Dict[str, Any]:
