@@ -49,7 +49,8 @@ from . import (
     get_provider,
     list_providers,
 )
-from ._client import ChatCompletionStream, _completion
+from ._client import ChatCompletionStream, _completion, _takes_api_key
+from ._conversation import saved_provider
 
 DEMO_QUESTION = "Привет! What is streaming, in one sentence?"
 DEMO_MODEL = "gpt-3.5-turbo"  # for providers without a default model (OpenAICompatible)
@@ -330,13 +331,18 @@ def _read_saved(path: str) -> Dict[str, Any]:
 
 def _conversation(args: argparse.Namespace, saved: Optional[Dict[str, Any]], root: Optional[str]) -> Conversation:
     """The conversation the command line describes (a saved one, when --continue)."""
-    name = args.provider or (saved.get("provider") if saved and isinstance(saved.get("provider"), str) else None) or "FlowGpt"
-    provider = get_provider(name)
+    provider: Any
+    if args.provider is not None:
+        provider = get_provider(args.provider)
+    elif saved is not None:
+        provider = saved_provider(saved)  # (a RetryProvider, if that is what was saved)
+    else:
+        provider = get_provider("FlowGpt")
     options: Dict[str, Any] = {}
-    base_url = _on_emulator(provider, root) if root else args.base_url
+    base_url = (_on_emulator(provider, root) if isinstance(provider, type) else root) if root else args.base_url
     if base_url is not None:
         options["base_url"] = base_url
-    if args.api_key is not None and "api_key" in provider.options:
+    if args.api_key is not None and _takes_api_key(provider):
         options["api_key"] = args.api_key
     if args.proxy is not None:
         options["proxy"] = args.proxy
@@ -446,7 +452,7 @@ def _interactive(chat: Conversation, args: argparse.Namespace) -> int:
         pass
     err = sys.stderr
     provider = chat.provider
-    model = chat.model or getattr(provider, "default_model", None) or "?"
+    model = chat.model or getattr(provider, "default_model", None) or "each provider's default model"
     print(f"Chatting with {getattr(provider, '__name__', provider)} ({model}). {COMMANDS_HELP}.", file=err)
     history = [m for m in chat.messages if m["role"] != "system"]
     if history:

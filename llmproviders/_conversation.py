@@ -49,7 +49,7 @@ from ._stream import ReplyView, Stream
 if TYPE_CHECKING:  # pragma: no cover
     from ._async import AsyncStream
 
-__all__ = ["Conversation", "FORMAT", "VERSION", "SECRET_OPTIONS"]
+__all__ = ["Conversation", "saved_provider", "FORMAT", "VERSION", "SECRET_OPTIONS"]
 
 #: What ``to_dict()["format"]`` says, so a saved conversation can be recognised.
 FORMAT = "llmproviders.Conversation"
@@ -318,14 +318,8 @@ class Conversation:
                 f"not a saved conversation this version reads (format {data.get('format')!r}, "
                 f"version {data.get('version')!r}; expected {FORMAT!r}, version {VERSION})"
             )
-        saved_provider = data.get("provider")
         if provider is None:
-            if isinstance(saved_provider, Mapping) and isinstance(saved_provider.get("providers"), list):
-                provider = RetryProvider(saved_provider["providers"], shuffle=bool(saved_provider.get("shuffle")))
-            elif isinstance(saved_provider, str):
-                provider = saved_provider
-            else:
-                raise InvalidArgumentError(f"a saved conversation names its provider; got {saved_provider!r}")
+            provider = saved_provider(data)
         saved_options = data.get("options") or {}
         messages = data.get("messages") or []
         if not isinstance(saved_options, Mapping) or not all(isinstance(key, str) for key in saved_options):
@@ -351,6 +345,16 @@ class Conversation:
     def __repr__(self) -> str:
         model = f" model={self.model!r}" if self.model else ""
         return f"<Conversation provider={self._name}{model} messages={len(self._history)}>"
+
+
+def saved_provider(data: Mapping[str, Any]) -> Union[Type[Provider], RetryProvider]:
+    """The provider a saved conversation (:meth:`Conversation.to_dict`) names."""
+    saved = data.get("provider")
+    if isinstance(saved, Mapping) and isinstance(saved.get("providers"), list):
+        return RetryProvider(saved["providers"], shuffle=bool(saved.get("shuffle")))
+    if isinstance(saved, str):
+        return get_provider(saved)
+    raise InvalidArgumentError(f"a saved conversation names its provider; got {saved!r}")
 
 
 def _resolve_provider(provider: Any) -> Union[Type[Provider], RetryProvider]:

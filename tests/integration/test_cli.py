@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from llmproviders.testing import FLOWGPT_PATH, OPENAI_MODELS, OPENAI_MODELS_PATH, YLOKH_PATH, Emulator, reply_for, thinking_for
+from llmproviders.testing import FLOWGPT_PATH, GPROCHAT_PATH, OPENAI_MODELS, OPENAI_MODELS_PATH, YLOKH_PATH, Emulator, reply_for, thinking_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TIMEOUT = 60  # for a whole child process
@@ -267,3 +267,21 @@ def test_models_lists_a_servers_models():
     assert run("models", "--provider", "FlowGpt").stdout.splitlines()[:2] == ["gpt-3.5-turbo", "gpt-3.5-long"]
     nowhere = run("models")
     assert nowhere.returncode == 2 and "--base-url" in nowhere.stderr
+
+
+def test_continue_keeps_a_saved_retry_provider(emulator, tmp_path):
+    from llmproviders import Conversation, RetryProvider
+
+    chat = Conversation(RetryProvider(["GPROChat", "FlowGpt"]), base_url=emulator.base_url, timeout=10)
+    first = "".join(chat.send("Первый"))
+    saved = tmp_path / "retry.json"
+    saved.write_text(json.dumps(chat.to_dict(), ensure_ascii=False), encoding="utf-8")
+    before = len(emulator.requests)
+    emulator.plan(status=500, times=3)  # GPROChat fails (with its retries): FlowGpt answers
+    result = run("chat", "--continue", str(saved), "--base-url", emulator.base_url, "Второй")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == reply_for("Второй") + "\n"
+    assert [r.path for r in emulator.requests[before:]] == [GPROCHAT_PATH] * 3 + [FLOWGPT_PATH]
+    last = emulator.requests[-1]
+    assert last.path == FLOWGPT_PATH
+    assert last.json["history"][1:] == [{"role": "user", "content": "Первый"}, {"role": "assistant", "content": first}]
