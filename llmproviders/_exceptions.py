@@ -19,7 +19,8 @@ catches those keeps working::
     ├── ResponseStatusError                         non-2xx status (``status_code``, ``body``)
     │   ├── AuthenticationError                     401
     │   ├── RateLimitError                          429 (``retry_after``)
-    │   └── CloudflareError                         a bot-protection challenge page
+    │   ├── CloudflareError                         a bot-protection challenge page
+    │   └── RedirectError                           a redirect to another origin, not followed (``location``)
     ├── StructuredOutputError         (ValueError)  ``stream.json()``: the reply is not JSON (``text``)
     └── StreamError                                 the reply itself went wrong (``partial``)
         ├── ProtocolError                           a malformed frame or body from upstream
@@ -56,6 +57,7 @@ __all__ = [
     "AuthenticationError",
     "RateLimitError",
     "CloudflareError",
+    "RedirectError",
     "StructuredOutputError",
     "StreamError",
     "ProtocolError",
@@ -194,6 +196,18 @@ class RateLimitError(ResponseStatusError):
 
 class CloudflareError(ResponseStatusError):
     """The upstream answered with a bot-protection challenge page instead of the API."""
+
+
+class RedirectError(ResponseStatusError):
+    """A 3xx redirect to another origin (scheme, host or port), which is not followed:
+    the request's headers (API keys, signatures, nonces) and body would go to a host
+    the caller never named. Also raised when same-origin redirects do not end.
+    ``location`` is the target, without credentials and with query values redacted.
+    Not retried."""
+
+    def __init__(self, message: str, *, location: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.location = location
 
 
 class StructuredOutputError(LLMProvidersError, ValueError):

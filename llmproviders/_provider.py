@@ -209,7 +209,13 @@ class Provider:
         policy = resolve_retries(max_retries, cls.retry_policy)
         secrets = Secrets.of(options, target, proxy)
         call = Call(
-            cls, base_url=target, proxy=proxy, timeout=timeout, default_timeout=cls.default_timeout, deadline=deadline
+            cls,
+            base_url=target,
+            proxy=proxy,
+            timeout=timeout,
+            default_timeout=cls.default_timeout,
+            deadline=deadline,
+            redact=secrets.redact if secrets else None,
         )
         return _Run(cls, call, resolved, checked, dict(options), stream, policy, secrets)
 

@@ -315,7 +315,9 @@ class OpenAICompatible(Provider):
         if key is not None:
             CALL_OPTIONS["api_key"].check(cls.__name__, "api_key", key)
         secrets = Secrets([key] if key else [])
-        call = Call(cls, base_url=target, timeout=timeout, default_timeout=cls.default_timeout)
+        call = Call(
+            cls, base_url=target, timeout=timeout, default_timeout=cls.default_timeout, redact=secrets.redact if secrets else None
+        )
         headers = cls._headers(key, None, stream=False)
         try:
             with call.open(cls._endpoint(call, "models"), headers=headers, method="GET") as exchange:

@@ -137,7 +137,7 @@ def test_reading_on_after_a_cancelled_wait_raises_instead_of_ending(emulator):
     assert reply_for(MESSAGES)  # the emulator is still fine
 
 
-# -- our chunked-body reader (llmproviders._http._chunks) -------------------------------------
+# -- our chunked-body reader (llmproviders._http.chunked) ------------------------------------
 
 TEXT_CHUNKED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nTransfer-Encoding: chunked\r\n\r\n"
 
@@ -252,7 +252,7 @@ def test_a_trailer_line_split_when_drained_does_not_release_the_connection():
     "\\n" must not be taken for the blank line that ends the trailers."""
     import io
 
-    from llmproviders._http import _chunks
+    from llmproviders._http.chunked import chunks as _chunks
 
     class Scripted(io.RawIOBase):  # each read returns the next piece; None: nothing yet (EAGAIN)
         def __init__(self, pieces):
