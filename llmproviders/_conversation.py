@@ -26,7 +26,8 @@ Example usage::
     chat = Conversation(FlowGpt, system="Answer in one sentence.")
     for delta in chat.send("What is streaming?"):
         print(delta, end="", flush=True)
-    print(chat.send("And why does it matter?").text)   # (read to its end first)
+    answer = "".join(chat.send("And why does it matter?"))
+    chat.undo()                                        # forget that last exchange
     saved = json.dumps(chat.to_dict())                 # never holds the api_key
     chat = Conversation.from_dict(json.loads(saved))
 """
