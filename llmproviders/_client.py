@@ -28,7 +28,7 @@ from ._completion import AnyProvider, check_provider, resolve_provider
 from ._fallback import RetryProvider
 from ._provider import get_provider, list_providers
 from ._exceptions import InvalidArgumentError
-from ._http import DEFAULT_TIMEOUT, TimeoutArg, check_base_url, random_string, redact_url, resolve_timeout
+from ._http import DEFAULT_TIMEOUT, TimeoutArg, check_base_url, check_proxy, random_string, redact_url, resolve_timeout
 from ._messages import Messages
 from ._stream import Stream
 from .events import ReasoningDelta, RefusalDelta, TextDelta, ToolCallDelta
@@ -83,7 +83,7 @@ class Client:
         if base_url is not None:
             check_base_url(base_url)
         if proxy is not None:
-            _check_proxy(proxy)
+            check_proxy(proxy)
         if timeout is not None:
             resolve_timeout(timeout, DEFAULT_TIMEOUT)
         if api_key is not None and (not isinstance(api_key, str) or not api_key):
@@ -110,21 +110,6 @@ class Client:
         name = provider if isinstance(provider, str) or provider is None else getattr(provider, "__name__", provider)
         base_url = redact_url(self.base_url) if self.base_url is not None else None
         return f"<Client provider={name!r} base_url={base_url!r}>"
-
-
-#: The proxy schemes requests can use (socks* with the ``socks`` extra).
-PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
-
-
-def _check_proxy(proxy: Any) -> None:
-    """A call's rule for ``proxy`` (a URL), checked when the client is made. The value
-    is never echoed: it may hold credentials."""
-    scheme = proxy.split("://", 1)[0].lower() if isinstance(proxy, str) and "://" in proxy else None
-    if scheme not in PROXY_SCHEMES:
-        raise InvalidArgumentError(
-            "proxy must be a URL such as 'http://host:3128' or 'socks5://host:1080' "
-            f"(schemes: {', '.join(PROXY_SCHEMES)})"
-        )
 
 
 class Chat:

@@ -19,6 +19,7 @@ import math
 from typing import Any, Collection, Dict, Mapping, Optional, Union
 
 from ._exceptions import InvalidArgumentError, UnsupportedOptionError
+from ._http import header_problem
 
 __all__ = [
     "Option",
@@ -29,7 +30,6 @@ __all__ = [
     "Text",
     "Secret",
     "Headers",
-    "header_problem",
     "ListOf",
     "AnyOf",
     "Object",
@@ -158,24 +158,6 @@ class Secret(Option):
         except UnicodeEncodeError:
             return False
         return True
-
-
-_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-def header_problem(name: Any, value: Any) -> Optional[str]:
-    """Why ``name: value`` cannot be sent as an HTTP header (never quoting the value), or None."""
-    if not isinstance(name, str) or not isinstance(value, str):
-        return "header names and values must be strings"
-    if not name or not set(name) <= _TOKEN:
-        return f"{name!r} is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)"
-    if any(c in value for c in "\r\n\0"):
-        return f"the value of header {name!r} contains a line break or NUL"
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError:
-        return f"the value of header {name!r} has characters outside Latin-1 (HTTP headers cannot carry them)"
-    return None
 
 
 class Headers(Option):

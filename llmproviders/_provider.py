@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Dict, Iterator, List, NamedTupl
 
 from ._exceptions import (
     InvalidArgumentError,
+    LLMProvidersError,
+    ResponseStatusError,
     ModelNotSupportedError,
     ProviderNotFoundError,
     StreamInterruptedError,
@@ -216,6 +218,7 @@ class Provider:
             default_timeout=cls.default_timeout,
             deadline=deadline,
             redact=secrets.redact if secrets else None,
+            status_error=cls.status_error,
         )
         return _Run(cls, call, resolved, checked, dict(options), stream, policy, secrets)
 
@@ -304,6 +307,13 @@ class Provider:
                 f"{cls.__name__}: the body ended in the middle of an event: {reply.redact(excerpt(tail))!r}",
                 provider=cls.__name__,
             )
+        return None
+
+    @classmethod
+    def status_error(cls, error: ResponseStatusError, payload: Any) -> Optional[LLMProvidersError]:
+        """A more precise error than ``error`` (a non-2xx answer) where the decoded JSON
+        body ``payload`` (None if it is not JSON) says more than the status; None keeps
+        ``error``. Called by the transport as it takes the answer in."""
         return None
 
     @classmethod

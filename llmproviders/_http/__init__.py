@@ -23,7 +23,7 @@ from .call import Call, Exchange
 from .chunked import READ_SIZE, READER_ENV
 from .deadline import DEFAULT_TIMEOUT, TimeoutArg, check_deadline, resolve_timeout
 from .errors import excerpt, parse_retry_after
-from .headers import check_headers
+from .headers import check_headers, header_problem
 from .nonces import random_hex, random_string
 from .session import MAX_PROXY_POOLS, MAX_REDIRECTS, POOL_MAXSIZE, close_sessions, session_for
 from .urls import REDACTED, append_path, check_base_url, check_proxy, join_url, redact_url, with_default_path
@@ -45,6 +45,7 @@ __all__ = [
     "check_base_url",
     "check_proxy",
     "check_headers",
+    "header_problem",
     "join_url",
     "append_path",
     "with_default_path",

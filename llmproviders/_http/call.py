@@ -53,8 +53,9 @@ class Call:
     ``owner`` is the provider class (its name is in every error; its session pools the
     connections). Everything is checked here, before any I/O. ``redact`` hides the
     call's secrets in what the transport takes in from the upstream (an error body
-    that echoes a key). :meth:`abort` may be called from any thread to wake a read
-    that is blocked on the socket.
+    that echoes a key); ``status_error`` is the provider's hook for a more precise
+    error than a status alone gives (``Provider.status_error``). :meth:`abort` may be
+    called from any thread to wake a read that is blocked on the socket.
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class Call:
         default_timeout: Tuple[float, float] = DEFAULT_TIMEOUT,
         deadline: Optional[float] = None,
         redact: Optional[Callable[[str], str]] = None,
+        status_error: Optional[Callable[[Any, Any], Optional[LLMProvidersError]]] = None,
     ) -> None:
         self.owner = owner
         self.provider = owner.__name__
@@ -79,10 +81,9 @@ class Call:
         self.timeout = resolve_timeout(timeout, default_timeout)
         self._stopper = Stopper(self.deadline)
         self._redact = redact
+        self._status_error = status_error
         # Asking a provider's real site, which is offline: transport errors say what to do.
         self._hint = OFFLINE_HINT if base_url is None and getattr(owner, "working", True) is False else ""
-        #: Not the transport's business any more; kept until the layers above drop it.
-        self.metadata: Dict[str, Any] = {}
 
     @property
     def aborted(self) -> bool:
@@ -142,7 +143,7 @@ class Call:
                     raise aborted_error(self.provider)
                 if stopper.expired:  # the watchdog cut the status line or headers short
                     raise deadline_error(self.provider, self.deadline, started=False)
-                check_status(response, provider=self.provider, redact=self._redact)
+                check_status(response, provider=self.provider, redact=self._redact, classify=self._status_error)
                 yield exchange
                 exchange._drain()  # the protocol is done (no exception, no early stop)
             finally:

@@ -96,11 +96,17 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
 
 
 def check_status(
-    response: requests.Response, *, provider: str, redact: Optional[Callable[[str], str]] = None
+    response: requests.Response,
+    *,
+    provider: str,
+    redact: Optional[Callable[[str], str]] = None,
+    classify: Optional[Callable[[ResponseStatusError, Any], Optional[LLMProvidersError]]] = None,
 ) -> None:
     """Raise the library's error for a non-2xx status or a 2xx HTML page; return
     quietly for a usable response (whose body is then left unread). ``redact`` hides
-    the call's secrets in the body as it is taken in (a server may echo a key)."""
+    the call's secrets in the body as it is taken in (a server may echo a key).
+    ``classify`` (the provider's) may name a more precise error for a status error
+    from its decoded JSON body (a context overflow, say); None keeps the generic one."""
     status = response.status_code
     content_type = response.headers.get("Content-Type", "").lower()
     if 200 <= status < 300 and not content_type.startswith("text/html"):
@@ -133,15 +139,29 @@ def check_status(
         )
     reason_text = f"HTTP {status} {response.reason or ''}".rstrip()
     detail = f": {summary}" if summary else ""
+    error: ResponseStatusError
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         hint = f"; retry after {retry_after:g} s" if retry_after is not None else ""
-        raise RateLimitError(
+        error = RateLimitError(
             f"{provider}: rate limited by {host} ({reason_text}){hint}{detail}", retry_after=retry_after, **common
         )
-    if status == 401:
-        raise AuthenticationError(f"{provider}: {host} refused the credentials ({reason_text}){detail}", **common)
-    raise ResponseStatusError(f"{provider}: {host} answered {reason_text}{detail}", **common)
+    elif status == 401:
+        error = AuthenticationError(f"{provider}: {host} refused the credentials ({reason_text}){detail}", **common)
+    else:
+        error = ResponseStatusError(f"{provider}: {host} answered {reason_text}{detail}", **common)
+    if classify is not None and not html:
+        better = classify(error, _json_or_none(text))
+        if better is not None:
+            raise better
+    raise error
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _read_error_body(response: requests.Response) -> bytes:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from .._exceptions import ProtocolError, ReplyMismatchError, ResponseError, StreamInterruptedError
 from .._framing import RawEvent, loads, loads_frame
-from .._http import Call, excerpt
+from .._http import Call, excerpt, header_problem
 from .._jsonstream import JSONStreamError, string_field
 from .._messages import Messages, format_prompt, text_messages, validate_messages
 from .._provider import Provider, Request, register_provider
@@ -66,10 +66,10 @@ class Chatgpt4Online(Provider):
             session = exchange.read_json()
             cookies = exchange.cookies
         nonce = session.get("restNonce") if isinstance(session, dict) else None
-        if not isinstance(nonce, str) or not nonce:
+        if not isinstance(nonce, str) or not nonce or header_problem("x-wp-nonce", nonce) is not None:
             shown = excerpt(str(session))
             raise ProtocolError(
-                f"{cls.__name__}: start_session returned no restNonce: {shown!r}", provider=cls.__name__, frame=shown
+                f"{cls.__name__}: start_session returned no restNonce usable as a header: {shown!r}", provider=cls.__name__, frame=shown
             )
         headers = browser_headers(cls.url, user_agent=CHROME_126, accept="text/event-stream")
         headers["x-wp-nonce"] = nonce

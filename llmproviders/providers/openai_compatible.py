@@ -316,14 +316,16 @@ class OpenAICompatible(Provider):
             CALL_OPTIONS["api_key"].check(cls.__name__, "api_key", key)
         secrets = Secrets([key] if key else [])
         call = Call(
-            cls, base_url=target, timeout=timeout, default_timeout=cls.default_timeout, redact=secrets.redact if secrets else None
+            cls,
+            base_url=target,
+            timeout=timeout,
+            default_timeout=cls.default_timeout,
+            redact=secrets.redact if secrets else None,
+            status_error=cls.status_error,
         )
         headers = cls._headers(key, None, stream=False)
-        try:
-            with call.open(cls._endpoint(call, "models"), headers=headers, method="GET") as exchange:
-                listing = exchange.read_json()
-        except ResponseStatusError as error:
-            raise (cls.status_error(error, None) or error) from None
+        with call.open(cls._endpoint(call, "models"), headers=headers, method="GET") as exchange:
+            listing = exchange.read_json()
         if isinstance(listing, dict) and listing.get("error") not in (None, False, "", {}):
             _raise_error(cls.__name__, secrets.redact_value(listing), None)
         items = listing.get("data") if isinstance(listing, dict) else None

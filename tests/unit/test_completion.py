@@ -133,10 +133,17 @@ def test_client_accepts_good_arguments():
     retry = RetryProvider([FlowGpt, Ylokh])
     for provider in (None, FlowGpt, "gprochat", retry):
         assert Client(provider).provider is provider
-    client = Client(OpenAICompatible, base_url="http://localhost:11434/v1/", api_key="sk-x", proxy="socks5h://h:1080",
+    client = Client(OpenAICompatible, base_url="http://localhost:11434/v1/", api_key="sk-x", proxy="https://h:1080",
                     timeout=(3, 60))
-    assert client.timeout == (3, 60) and client.proxy == "socks5h://h:1080"
+    assert client.timeout == (3, 60) and client.proxy == "https://h:1080"
     Client(timeout=2.5, proxy="http://proxy:3128")
+    import importlib.util
+
+    if importlib.util.find_spec("socks") is None:  # the socks extra is not installed: say how to get it
+        with pytest.raises(llmproviders.InvalidArgumentError, match="PySocks"):
+            Client(proxy="socks5h://h:1080")
+    else:
+        assert Client(proxy="socks5h://h:1080").proxy == "socks5h://h:1080"
 
 
 # -- item 11 (first part): repr without secrets --------------------------------------

@@ -255,9 +255,9 @@ def test_truncated_and_malformed_streams():
 
 @responses.activate
 def test_404_says_what_base_url_should_be():
-    responses.post("http://127.0.0.1:9/chat/completions", status=404, body="404 page not found")
+    responses.post("http://127.0.0.1:9/api/chat/completions", status=404, body="404 page not found")
     with pytest.raises(ResponseStatusError, match="usually ending in /v1") as info:
-        create(base_url="http://127.0.0.1:9")
+        create(base_url="http://127.0.0.1:9/api")  # (a base_url without a path gets /v1)
     assert info.value.status_code == 404 and "usually ending in /v1" in repr(info.value)
 
 

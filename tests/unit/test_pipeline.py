@@ -97,7 +97,7 @@ def test_metadata_held_before_the_stream_starts_is_filled_in():
         (OpenAICompatible, {"think_tags": "no"}, "'think_tags' must be True or False"),
         (OpenAICompatible, {"api_key": "sk secret"}, "'api_key' must be a non-empty string"),
         (OpenAICompatible, {"extra_headers": {"X-Key": "line\r\nbreak"}}, "line break"),
-        (OpenAICompatible, {"extra_headers": {"Bad Name": "v"}}, "not a valid header name"),
+        (OpenAICompatible, {"extra_headers": {"Bad Name": "v"}}, "not a valid HTTP field name"),
         (OpenAICompatible, {"extra_headers": {"X-Key": "ключ"}}, "outside Latin-1"),
         (Ylokh, {"allow_fallback": "yes"}, "'allow_fallback' must be True or False"),
         (GPROChat, {"stream": "no"}, "'stream' must be True or False, not 'no'"),
