@@ -127,7 +127,8 @@ class Conversation:
     @property
     def messages(self) -> List[Dict[str, Any]]:
         """A copy of the history: the system message (if any), then every message of
-        the conversation so far (a reply still streaming is not in it yet)."""
+        the conversation so far (while a reply streams, its question is in it, its
+        answer not yet)."""
         with self._lock:
             self._settle()
             return copy.deepcopy(self._system_messages() + self._history)
