@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING, Any as _Any
 from .__version__ import __version__
 from ._client import Client
 from ._completion import ChatCompletion
+from ._conversation import Conversation
 from ._exceptions import (
     AuthenticationError,
     CloudflareError,
     ContextWindowExceededError,
+    ConversationBusyError,
     EmptyResponseError,
     InvalidArgumentError,
     InvalidMessagesError,
@@ -83,6 +85,7 @@ __all__ = [
     "OpenAICompatible",
     "ChatCompletion",
     "Client",
+    "Conversation",
     "RetryProvider",
     "RetryPolicy",
     "Stream",
@@ -133,6 +136,7 @@ __all__ = [
     "ItemResult",
     "BatchStore",
     "BatchError",
+    "ConversationBusyError",
 ]
 
 logging.getLogger("llmproviders").addHandler(logging.NullHandler())

@@ -13,6 +13,7 @@ catches those keeps working::
     ├── ProviderNotFoundError         (LookupError) unknown provider name
     ├── RetryProviderError                          every provider of a RetryProvider failed
     ├── ContextWindowExceededError                  the prompt does not fit the model's context (never retried)
+    ├── ConversationBusyError         (RuntimeError) a Conversation was used while its reply streams
     ├── TransportError                              no usable response: connect/TLS/proxy failure
     │   └── RequestTimeoutError                     connect or read timeout before the response
     ├── ResponseStatusError                         non-2xx status (``status_code``, ``body``)
@@ -66,6 +67,7 @@ __all__ = [
     "StreamInterruptedError",
     "RetryProviderError",
     "ContextWindowExceededError",
+    "ConversationBusyError",
 ]
 
 
@@ -348,6 +350,12 @@ class ContextWindowExceededError(LLMProvidersError):
         self.n_ctx = n_ctx
         self.status_code = status_code
         self.error = error
+
+
+class ConversationBusyError(LLMProvidersError, RuntimeError):
+    """A :class:`~llmproviders.Conversation` was asked to send (or to change its
+    history) while its last reply is still open: read that reply to its end, or
+    ``close()`` it, first."""
 
 
 def _attempts_summary(error: LLMProvidersError, failures: Sequence[BaseException]) -> str:

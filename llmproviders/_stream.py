@@ -320,6 +320,32 @@ class Stream(Iterator[str]):
         if self._abort is not None:
             self._abort()
 
+    # -- showing ---------------------------------------------------------------------------
+
+    def display(self) -> "Stream":
+        """Read the stream to its end while showing it: in a Jupyter notebook as
+        Markdown updated live (reasoning collapsed, tool calls as JSON, a footer with
+        provider, model, tokens and timings), elsewhere as text deltas on stdout.
+        Returns the stream, consumed. Interrupting the kernel closes the connection and
+        leaves the partial reply shown, marked "(interrupted)". See :mod:`llmproviders._display`."""
+        from ._display import display  # IPython is never imported by import llmproviders
+
+        return display(self)
+
+    def _repr_markdown_(self) -> str:
+        """A finished stream's reply as Markdown (for notebooks); an open stream gets a
+        note instead, and is not read."""
+        from ._display import markdown
+
+        return markdown(self)
+
+    def _ipython_display_(self) -> None:
+        """In a notebook: the Markdown, except as the result of the cell in which
+        :meth:`display` already showed this stream (it would be shown twice)."""
+        from ._display import ipython_display
+
+        ipython_display(self)
+
     def __enter__(self) -> "Stream":
         return self
 

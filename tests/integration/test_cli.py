@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from llmproviders.testing import FLOWGPT_PATH, OPENAI_MODELS_PATH, YLOKH_PATH, Emulator, reply_for
+from llmproviders.testing import FLOWGPT_PATH, GPROCHAT_PATH, OPENAI_MODELS, OPENAI_MODELS_PATH, YLOKH_PATH, Emulator, reply_for, thinking_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TIMEOUT = 60  # for a whole child process
@@ -175,3 +175,113 @@ def test_emulator_command_serves_with_an_api_key():
         finally:
             child.kill()
     assert child.returncode == 0
+
+
+OPENAI = ["--provider", "OpenAICompatible", "--timeout", "10"]
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def test_reasoning_goes_to_stderr_when_piped_and_can_be_hidden(emulator):
+    question = [{"role": "user", "content": "2+2?"}]
+    for dialect in ("reasoning_content", "reasoning", "think"):
+        base = ["chat", *OPENAI, "--base-url", emulator.base_url + "/v1", "--model", f"qwen3@reasoning={dialect}", "2+2?"]
+        result = run(*base)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == reply_for(question) + "\n"  # the answer alone, not dimmed: stdout is a pipe
+        assert result.stderr == thinking_for(question) + "\n"
+        hidden = run(*base, "--hide-reasoning")
+        assert (hidden.stdout, hidden.stderr) == (reply_for(question) + "\n", "")
+
+
+def test_tool_calls_are_printed_as_one_json_object_per_line(emulator):
+    emulator.plan(reply="Сейчас посмотрю.", tool_calls=[
+        {"name": "get_weather", "arguments": {"city": "Paris"}, "id": "call_a"},
+        {"name": "get_time", "arguments": '{"zone": "CET"}', "id": "call_b"},
+    ])
+    result = run("chat", *OPENAI, "--base-url", emulator.base_url + "/v1", "--model", "m", "-o", "tools=" + json.dumps([WEATHER]), "Погода?")
+    assert result.returncode == 0, result.stderr
+    text, *calls = result.stdout.splitlines()
+    assert text == "Сейчас посмотрю."
+    assert [json.loads(line) for line in calls] == [
+        {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
+        {"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": '{"zone": "CET"}'}},
+    ]
+    assert emulator.requests[-1].json["tools"] == [WEATHER]
+
+
+def test_options_are_json_when_they_parse_and_strings_otherwise(emulator):
+    result = run(
+        "chat", *OPENAI, "--base-url", emulator.base_url + "/v1", "--model", "m", "-o", "temperature=0.25",
+        "--option", 'stop=["\\n", "КОНЕЦ"]', "-o", "user=alice", "-o", "seed=7", "-o", "extra_body={\"top_k\": 3}",
+        "-o", "max_tokens = 50", "Привет",
+    )
+    assert result.returncode == 0, result.stderr
+    body = emulator.requests[-1].json
+    assert (body["temperature"], body["stop"], body["user"], body["seed"], body["top_k"]) == (0.25, ["\n", "КОНЕЦ"], "alice", 7, 3)
+    assert body["max_tokens"] == 50
+    refused = run("chat", "--emulator", "-o", "temperature=9", "hi")
+    assert_one_line_error(refused, "temperature")
+    assert_one_line_error(run("chat", "--emulator", "-o", "top_k=3", "hi"), "FlowGpt does not accept option(s) top_k")
+    for bad, message in (("novalue", "expected KEY=VALUE"), ("=1", "expected KEY=VALUE"), ("model=x", "use --model")):
+        result = run("chat", "--emulator", "-o", bad, "hi")
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
+def test_continue_a_saved_conversation_with_one_piped_question(emulator, tmp_path):
+    from llmproviders import Conversation, Ylokh
+
+    chat = Conversation(Ylokh, system="Кратко.", base_url=emulator.base_url, timeout=10)
+    first = "".join(chat.send("Привет"))
+    saved = tmp_path / "chat.json"
+    saved.write_text(json.dumps(chat.to_dict(), ensure_ascii=False), encoding="utf-8")
+    result = run("chat", "--continue", str(saved), "--base-url", emulator.base_url, input="А дальше?\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == reply_for("А дальше?") + "\n"
+    assert emulator.requests[-1].path == YLOKH_PATH
+    assert emulator.requests[-1].json["messages"] == [
+        {"role": "system", "content": "Кратко."},
+        {"role": "user", "content": "Привет"},
+        {"role": "assistant", "content": first},
+        {"role": "user", "content": "А дальше?"},
+    ]
+    missing = run("chat", "--continue", str(tmp_path / "nothing.json"), "hi")
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
+    bad = run("chat", "--continue", str(tmp_path / "bad.json"), "hi")
+    assert bad.returncode == 2 and "not a saved conversation" in bad.stderr
+
+
+def test_models_lists_a_servers_models():
+    key = "sk-models-0f9e8d"
+    with Emulator(api_key=key) as emu:
+        result = run("models", "--base-url", emu.base_url + "/v1", "--api-key", key)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == list(OPENAI_MODELS)
+        listing = json.loads(run("models", "--base-url", emu.base_url + "/v1", "--json", LLMPROVIDERS_API_KEY=key).stdout)
+        assert listing["object"] == "list" and [m["id"] for m in listing["data"]] == list(OPENAI_MODELS)
+        refused = run("models", "--base-url", emu.base_url + "/v1", "--api-key", "sk-wrong-0f9e8d")
+        assert_one_line_error(refused, "401")
+        assert "0f9e8d" not in refused.stderr
+    assert run("models", "--emulator").stdout.splitlines() == list(OPENAI_MODELS)
+    assert run("models", "--provider", "FlowGpt").stdout.splitlines()[:2] == ["gpt-3.5-turbo", "gpt-3.5-long"]
+    nowhere = run("models")
+    assert nowhere.returncode == 2 and "--base-url" in nowhere.stderr
+
+
+def test_continue_keeps_a_saved_retry_provider(emulator, tmp_path):
+    from llmproviders import Conversation, RetryProvider
+
+    chat = Conversation(RetryProvider(["GPROChat", "FlowGpt"]), base_url=emulator.base_url, timeout=10)
+    first = "".join(chat.send("Первый"))
+    saved = tmp_path / "retry.json"
+    saved.write_text(json.dumps(chat.to_dict(), ensure_ascii=False), encoding="utf-8")
+    before = len(emulator.requests)
+    emulator.plan(status=500, times=3)  # GPROChat fails (with its retries): FlowGpt answers
+    result = run("chat", "--continue", str(saved), "--base-url", emulator.base_url, "Второй")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == reply_for("Второй") + "\n"
+    assert [r.path for r in emulator.requests[before:]] == [GPROCHAT_PATH] * 3 + [FLOWGPT_PATH]
+    last = emulator.requests[-1]
+    assert last.path == FLOWGPT_PATH
+    assert last.json["history"][1:] == [{"role": "user", "content": "Первый"}, {"role": "assistant", "content": first}]
