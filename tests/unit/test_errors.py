@@ -231,3 +231,15 @@ def test_text_stays_available_after_the_end_until_close(monkeypatch):
     assert list(stream) == ["abc", "defgh", "ij"] and stream.text == "abcdefghij"
     del stream
     gc.collect()  # the temporary file is closed with the stream (ResourceWarning is an error here)
+
+
+# -- moved from the review-fix file: each names what used to go wrong ---------------------------
+
+
+@responses.activate
+def test_huge_html_error_page_is_summarised_quickly():
+    responses.post("https://gprochat.com/api/generate", status=502, body="<script" * 9000, content_type="text/html")
+    started = time.monotonic()
+    with pytest.raises(Exception):
+        GPROChat.create(None, MESSAGES_RU, max_retries=0)
+    assert time.monotonic() - started < 0.5

@@ -1,5 +1,6 @@
 """Framing readers, fed bytes split at every possible place."""
 
+import time
 import json
 
 import pytest
@@ -139,3 +140,63 @@ def test_sseclient_py_still_has_the_hooks_we_build_on():
     assert "_read" in vars(SSEClient) and "self._read()" in inspect.getsource(SSEClient.events)
     events = list(iter_sse(iter([b"event: x\nid: 7\nretry: 5\ndata: a\ndata: b\n\n: c\n\ndata: z\n\n"]), provider="P"))
     assert events == ["a\nb", "z"]
+
+
+# -- moved from the review-fix file: each names what used to go wrong ---------------------------
+
+
+def test_sse_byte_order_mark_does_not_eat_the_first_event():
+    data = b"\xef\xbb\xbfdata: first\n\ndata: second\n\n"
+    for cut in range(len(data)):
+        assert list(iter_sse(iter([data[:cut], data[cut:]]), provider="P")) == ["first", "second"]
+    assert list(iter_sse(iter([b"\xef", b"\xbb", b"\xbfdata: x\n\n"]), provider="P")) == ["x"]
+
+
+def test_text_byte_order_mark_is_dropped():
+    assert "".join(iter_text(iter([b"\xef\xbb", b"\xbfhi"]), provider="P")) == "hi"
+
+
+def test_cr_only_event_is_not_held_back_for_the_next_chunk():
+    asked = []
+
+    def chunks():
+        yield b"data: a\r\r"
+        asked.append("second chunk")
+        yield b"data: b\r\r"
+
+    reader = iter_sse(chunks(), provider="P")
+    assert next(reader) == "a" and asked == []  # delivered before the next read
+    assert list(reader) == ["b"]
+
+
+def test_event_with_too_many_lines_is_refused_quickly():
+    data = b"data: x\n" * 20_000 + b"\n"
+    started = time.monotonic()
+    with pytest.raises(ProtocolError, match="more than 1000 lines"):
+        list(iter_sse(iter([data]), provider="P"))
+    assert time.monotonic() - started < 1.0
+
+
+def test_event_with_too_many_lines_in_many_chunks_is_refused():
+    with pytest.raises(ProtocolError, match="more than 1000 lines"):
+        list(iter_sse(iter([b"data: x\n"] * 20_000 + [b"\n"]), provider="P"))
+
+
+def test_a_big_event_of_many_lines_is_refused_before_quadratic_parsing():
+    line = b"data: " + b"y" * 6000 + b"\n"
+    data = line * 900 + b"\n"  # 5.4 MB in 900 lines: under both caps, but lines x bytes is not
+    chunks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+    started = time.monotonic()
+    with pytest.raises(ProtocolError, match="a big event must be a few lines"):
+        list(iter_sse(iter(chunks), provider="P", max_frame=256 * 1024 * 1024))
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_big_event_is_buffered_in_linear_time():
+    payload = b"x" * (20 * 1024 * 1024)
+    data = b"data: " + payload + b"\n\n"
+    chunks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+    started = time.monotonic()
+    (event,) = list(iter_sse(iter(chunks), provider="P", max_frame=64 * 1024 * 1024))
+    assert len(event) == len(payload)
+    assert time.monotonic() - started < 2.0  # fed to sseclient-py piecewise this took minutes

@@ -78,3 +78,16 @@ def test_an_error_after_a_long_reply_reads_nothing_back_until_partial_is_asked()
     total = sum(len(p) for p in pieces)
     assert peak < total / 10, f"the error path held {peak / 2**20:.1f} MiB"
     assert info.value.partial == piece * 400  # read now, exactly
+
+
+# -- moved from the review-fix file: each names what used to go wrong ---------------------------
+
+
+@responses.activate
+def test_absurdly_nested_json_is_a_protocol_error_not_a_recursion_error():
+    responses.post(FLOWGPT_URL, body=b"[" * 200_000 + b"\n")
+    with pytest.raises(ProtocolError):
+        FlowGpt.create(None, MESSAGES_RU)
+    responses.post(YLOKH_URL, body=b"data: " + b"[" * 200_000 + b"\n\n", content_type="text/event-stream")
+    with pytest.raises(ProtocolError):
+        Ylokh.create(None, MESSAGES_RU)

@@ -1,9 +1,12 @@
 """Everything about the caller's input is checked before any network I/O."""
 
+import math
+
 import pytest
 import responses
 
 import llmproviders
+from tests.helpers import MESSAGES_RU
 from llmproviders import (
     ChatCompletion,
     Chatgpt4Online,
@@ -149,3 +152,33 @@ def test_resolve_base_url_precedence(monkeypatch):
     monkeypatch.setattr(FlowGpt, "base_url", "http://class:2")
     assert FlowGpt.resolve_base_url() == "http://class:2"
     assert FlowGpt.resolve_base_url("http://call:3") == "http://call:3"
+
+
+# -- moved from the review-fix file: each names what used to go wrong ---------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, kind",
+    [
+        ({"model": ["gpt-4"]}, ModelNotSupportedError),
+        ({"model": {"x": 1}}, ModelNotSupportedError),
+        ({"timeout": math.nan}, InvalidArgumentError),
+        ({"timeout": math.inf}, InvalidArgumentError),
+        ({"timeout": (1, math.nan)}, InvalidArgumentError),
+        ({"base_url": "http://h:99999"}, InvalidArgumentError),
+        ({"base_url": "http://h:abc"}, InvalidArgumentError),
+        ({"temperature": math.nan}, InvalidArgumentError),
+        ({"temperature": object()}, InvalidArgumentError),
+    ],
+)
+@responses.activate
+def test_bad_arguments_fail_at_the_call_with_our_errors(kwargs, kind):
+    kwargs.setdefault("model", None)
+    with pytest.raises(kind):
+        FlowGpt.create_completion(messages=MESSAGES_RU, **kwargs)
+    assert len(responses.calls) == 0
+
+
+def test_messages_with_values_json_cannot_carry_are_refused():
+    with pytest.raises(InvalidArgumentError, match="plain JSON"):
+        Ylokh.create_completion(None, [{"role": "user", "content": "x", "metadata": object()}])

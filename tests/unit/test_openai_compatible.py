@@ -28,6 +28,7 @@ BASE = "http://127.0.0.1:9/v1"
 CHAT_URL = BASE + "/chat/completions"
 MODELS_URL = BASE + "/models"
 KEY = "sk-test-0123456789-UNIQUE-KEY"
+YLOKH_URL = "https://chatapi.ylokh.xyz/v1/chat/completions"
 
 
 def sse(*payloads) -> bytes:
@@ -343,3 +344,22 @@ def test_ylokh_does_not_send_the_environment_key(monkeypatch):
     responses.post("https://chatapi.ylokh.xyz/v1/chat/completions", body=sse(chunk("ok", "stop")), content_type="text/event-stream")
     Ylokh.create(None, MESSAGES_RU)
     assert "Authorization" not in responses.calls[0].request.headers
+
+
+# -- moved from the review-fix file: each names what used to go wrong ---------------------------
+
+
+@responses.activate
+def test_crlf_split_between_chunks_in_sse_still_frames_events():
+    responses.post(YLOKH_URL, body=body(b'data: {"choices": [{"delta": {"content": "a"}}]}\r', b"\n\r", b"\ndata: [DONE]\r\n\r\n"), content_type="text/event-stream")
+    assert Ylokh.create(None, MESSAGES_RU) == "a"
+
+
+@pytest.mark.parametrize("error", [None, False, "", {}])
+@responses.activate
+def test_an_empty_or_false_error_field_is_not_an_error(error):
+    import json
+
+    chunk = {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}], "error": error}
+    responses.post(YLOKH_URL, body=f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n", content_type="text/event-stream")
+    assert Ylokh.create(None, MESSAGES_RU) == "ok"

@@ -473,3 +473,14 @@ def test_ylokh_reports_finish_reason_usage_and_id_in_metadata():
     stream = Ylokh.create_completion(None, MESSAGES_RU, stream=False)
     assert list(stream) == ["x"]
     assert stream.metadata["finish_reason"] == "stop" and stream.metadata["usage"] == {"total_tokens": 1}
+
+
+# -- moved from the review-fix file: each names what used to go wrong ---------------------------
+
+
+def test_frame_caps_are_per_provider():
+    from llmproviders import Chatgpt4Online, FlowGpt
+    from llmproviders._framing import MAX_FRAME
+
+    assert FlowGpt.max_frame_size == MAX_FRAME == 8 * 1024 * 1024
+    assert Chatgpt4Online.max_frame_size > 100 * 1024 * 1024  # its end event repeats the reply

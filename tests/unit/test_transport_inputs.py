@@ -8,6 +8,7 @@
 import importlib.util
 import logging
 import math
+import time
 
 from urllib.parse import urlsplit
 
@@ -24,9 +25,10 @@ from llmproviders import (
     TransportError,
     Ylokh,
 )
-from llmproviders._http import Call, check_base_url, check_headers, check_proxy, join_url, redact_url
+from llmproviders._http import Call, check_base_url, check_headers, check_proxy, join_url, parse_retry_after, redact_url
 
 MESSAGES = [{"role": "user", "content": "hi"}]
+MESSAGES_RU = [{"role": "user", "content": "Привет, как дела?"}]
 KEY = "sk-S3CRET-KEY-0123456789"
 
 
@@ -270,3 +272,36 @@ def test_no_emulator_hint_where_a_base_url_was_given():
     with pytest.raises(TransportError) as info:
         FlowGpt.create(None, MESSAGES, base_url="http://127.0.0.1:9", max_retries=0, timeout=2)
     assert "emulator" not in str(info.value)
+
+
+# -- moved from the review-fix file: each names what used to go wrong ---------------------------
+
+
+def test_base_url_errors_do_not_echo_credentials():
+    with pytest.raises(InvalidArgumentError) as info:
+        check_base_url("ftp://user:S3CRET@h/?key=S3CRET")
+    assert "S3CRET" not in str(info.value) and "user" not in str(info.value)
+
+
+def test_redact_url_keeps_ipv6_brackets_and_survives_bad_ports():
+    assert redact_url("http://[::1]:8080/x?k=1") == "http://[::1]:8080/x"
+    assert redact_url("http://h:99999/x") == "http://h/x"
+
+
+def test_retry_after_edge_cases():
+    assert parse_retry_after("1e999") is None
+    assert parse_retry_after("nan") is None
+    # "-0000" means "no zone given": HTTP dates are GMT, not local time
+    when = time.strftime("%a, %d %b %Y %H:%M:%S -0000", time.gmtime(time.time() + 60))
+    assert 55 <= parse_retry_after(when) <= 61
+
+
+def test_rotating_proxies_do_not_keep_a_pool_each():
+    from llmproviders import TransportError
+    from llmproviders._http import MAX_PROXY_POOLS, session_for
+
+    for port in range(20):
+        with pytest.raises(TransportError):  # nothing listens there; connect is refused
+            GPROChat.create(None, MESSAGES_RU, proxy=f"http://127.0.0.1:{port + 1}", max_retries=0, timeout=2)
+    managers = session_for(GPROChat).get_adapter("https://gprochat.com").proxy_manager
+    assert len(managers) <= MAX_PROXY_POOLS
