@@ -2,7 +2,6 @@
 in every provider's frames, and an error after a very long reply (whose text is not
 read back unless ``partial`` is asked for)."""
 
-import json
 import tracemalloc
 
 import pytest

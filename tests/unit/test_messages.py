@@ -5,7 +5,6 @@ tool results, developer, reasoning), checked before any I/O; ``image()``; and
 import base64
 import copy
 import json
-import pathlib
 
 import pytest
 import responses
