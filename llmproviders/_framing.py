@@ -43,6 +43,7 @@ __all__ = [
     "iter_json",
     "loads",
     "loads_frame",
+    "preview",
     "RawEvent",
     "FRAMINGS",
     "MAX_FRAME",
@@ -52,6 +53,7 @@ __all__ = [
 MAX_FRAME = 8 * 1024 * 1024  # bytes in one line or event
 MAX_JSON_BODY = 16 * 1024 * 1024  # bytes in a whole (non-streamed) JSON body
 _PLAIN: ContextManager[Any] = contextlib.nullcontext()
+_CUT = object()
 MAX_EVENT_LINES = 1_000  # lines in one SSE event (real events have one or two)
 #: sseclient-py appends an event's data line by line, so parsing costs about lines x
 #: bytes; an event over this product is refused (a 256 MiB event must be one line).
@@ -84,21 +86,35 @@ def _frame_decoder() -> Callable[[Any], Any]:
 loads: Callable[[Any], Any] = _frame_decoder()
 
 
+def preview(value: Any, redact: Optional[Callable[[str], str]] = None, limit: int = 120) -> str:
+    """A short, printable excerpt of something taken from the upstream (bytes, text, or a
+    decoded JSON value), for an error: secrets redacted first (so a secret cut by the
+    excerpt cannot slip through), never raising (a value nested too deeply to print)."""
+    if isinstance(value, (bytes, bytearray)):
+        text = bytes(value).decode("utf-8", "replace")
+    elif isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=repr)
+        except (ValueError, TypeError, RecursionError):
+            text = "(a value nested too deeply to show)"
+    if redact is not None:
+        text = redact(text)
+    return excerpt(text, limit)
+
+
 def loads_frame(frame: Any, *, provider: str, redact: Optional[Callable[[str], str]] = None) -> Any:
     """Decode one frame's JSON, or raise :class:`ProtocolError` showing the frame
     (shortened, with ``redact`` applied: the frame comes from the upstream and may echo
-    a secret). Absurdly deep nesting is a ProtocolError too, never a RecursionError."""
+    a secret). Absurdly deep nesting is a ProtocolError too, never a RecursionError. The
+    decoder's own error is neither chained nor kept as context: it holds the whole frame."""
     try:
         return json.loads(frame)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, absurd nesting
-        shown = excerpt(frame)
-        if redact is not None:
-            shown = redact(shown)
         why = "nested too deeply" if isinstance(exc, RecursionError) else "not JSON"
-        # The decoder's error holds the whole frame: it is not chained (a secret may be in it).
-        raise ProtocolError(
-            f"{provider}: malformed frame from upstream ({why}): {shown!r}", provider=provider, frame=shown
-        ) from None
+    shown = preview(frame, redact)
+    raise ProtocolError(f"{provider}: malformed frame from upstream ({why}): {shown!r}", provider=provider, frame=shown)
 
 
 def _too_large(provider: str, what: str, max_frame: int) -> ProtocolError:
@@ -114,6 +130,7 @@ def iter_ndjson(
     max_frame: int = MAX_FRAME,
     tail: Optional[List[bytes]] = None,
     reading: ContextManager[Any] = _PLAIN,
+    redact: Optional[Callable[[str], str]] = None,
 ) -> Iterator[Any]:
     """Yield the decoded JSON value of every non-blank line.
 
@@ -143,10 +160,12 @@ def iter_ndjson(
                     try:
                         value = decode(line)  # surrounding whitespace (a CR) is fine for JSON
                     except (ValueError, RecursionError):
+                        value = _CUT
+                    if value is _CUT:  # (outside the except block: no context that keeps the line)
                         line = line.strip()
                         if not line:
                             continue  # a blank line
-                        value = loads_frame(line, provider=provider)  # raises, showing the line
+                        value = loads_frame(line, provider=provider, redact=redact)  # raises, showing the line
                     yield value
             if rest:
                 pending.append(rest)
@@ -158,9 +177,11 @@ def iter_ndjson(
         try:
             value = json.loads(last)
         except (ValueError, RecursionError):
+            value = _CUT
+        if value is _CUT:  # (raised here, not in the except block: no context that holds the line)
             raise StreamInterruptedError(
-                f"{provider}: the body ended in the middle of a line: {excerpt(last)!r}", provider=provider
-            ) from None
+                f"{provider}: the body ended in the middle of a line: {preview(last, redact)!r}", provider=provider
+            )
         yield value
 
 
@@ -171,6 +192,7 @@ def iter_text(
     max_frame: int = MAX_FRAME,
     tail: Optional[List[bytes]] = None,
     reading: ContextManager[Any] = _PLAIN,
+    redact: Optional[Callable[[str], str]] = None,
 ) -> Iterator[str]:
     """Yield UTF-8 text as it arrives; a character split across chunks comes out whole.
     A byte order mark at the start is dropped. (Nothing is buffered: ``max_frame`` and
@@ -216,6 +238,7 @@ def iter_json(
     max_frame: int = MAX_JSON_BODY,
     tail: Optional[List[bytes]] = None,
     reading: ContextManager[Any] = _PLAIN,
+    redact: Optional[Callable[[str], str]] = None,
 ) -> Iterator[Any]:
     """Yield the one JSON value of a whole body (at most ``max_frame`` bytes, and never
     less than :data:`MAX_JSON_BODY`)."""
@@ -226,7 +249,7 @@ def iter_json(
             body += chunk
             if len(body) > limit:
                 raise ProtocolError(f"{provider}: the response body is larger than {limit} bytes", provider=provider)
-    yield loads_frame(bytes(body), provider=provider)
+    yield loads_frame(bytes(body), provider=provider, redact=redact)
 
 
 class RawEvent:
@@ -275,6 +298,7 @@ def iter_sse_events(
     max_frame: int = MAX_FRAME,
     tail: Optional[List[bytes]] = None,
     reading: ContextManager[Any] = _PLAIN,
+    redact: Optional[Callable[[str], str]] = None,
 ) -> Iterator[SSEFrame]:
     """Yield each dispatched Server-Sent Event (``sseclient.Event``, or :class:`RawEvent`
     for a big one), as the WHATWG standard reads the stream.
@@ -288,12 +312,13 @@ def iter_sse_events(
     :class:`StreamInterruptedError`.
     """
     parser = _EventParser(_normalized(chunks, provider=provider, max_frame=max_frame, reading=reading, tail=tail))
-    raw = parser.raw
     for event in parser.events():
-        if event.event == _RAW_MARK:
-            yield raw.pop(0)
-        else:
+        raw = parser.raw
+        if raw is None:
             yield event
+        else:  # the event sseclient-py parsed from the placeholder: the raw event stands in for it
+            parser.raw = None
+            yield raw
 
 
 def iter_sse(
@@ -303,14 +328,16 @@ def iter_sse(
     max_frame: int = MAX_FRAME,
     tail: Optional[List[bytes]] = None,
     reading: ContextManager[Any] = _PLAIN,
+    redact: Optional[Callable[[str], str]] = None,
 ) -> Iterator[str]:
     """The ``data`` of each event :func:`iter_sse_events` yields."""
-    for event in iter_sse_events(chunks, provider=provider, max_frame=max_frame, tail=tail, reading=reading):
+    for event in iter_sse_events(chunks, provider=provider, max_frame=max_frame, tail=tail, reading=reading, redact=redact):
         yield event.data
 
 
-_RAW_MARK = "\x00llmproviders-raw-event"
-_RAW_PLACEHOLDER = b"event: " + _RAW_MARK.encode() + b"\ndata: 1"
+#: What sseclient-py parses in place of a RawEvent: one event, known by when it comes,
+#: not by its name (a server could send any name).
+_RAW_PLACEHOLDER = b"data: 1"
 
 
 class _EventParser(SSEClient):
@@ -327,12 +354,14 @@ class _EventParser(SSEClient):
     def __init__(self, blocks: Iterator[Union[bytes, RawEvent]]) -> None:
         super().__init__(blocks)  # type: ignore[arg-type]  # only our _read reads them
         self._blocks = blocks
-        self.raw: List[RawEvent] = []
+        #: Set while sseclient-py parses the placeholder of this raw event: the next event
+        #: it yields is that placeholder's (it parses one block at a time, in order).
+        self.raw: Optional[RawEvent] = None
 
     def _read(self) -> Iterator[bytes]:
         for events in self._blocks:
             if isinstance(events, RawEvent):
-                self.raw.append(events)
+                self.raw = events
                 yield _RAW_PLACEHOLDER
                 continue
             for event in events.split(b"\n\n"):
@@ -467,23 +496,38 @@ class _EventFramer:
         hand it on as a RawEvent over its chunks (no copy), then the rest of ``chunk``.
         None if it is not such an event (it then takes the usual path)."""
         pending = self.pending
-        while len(pending[0]) < 6 and len(pending) > 1:  # "data: " split across chunks
+        while len(pending) > 1 and b"data:" not in pending[0][:4096]:  # small lines split across chunks
             pending[0:2] = [pending[0] + pending[1]]
-        if not pending[0].startswith(b"data:"):
+        head = pending[0]
+        at = 0 if head.startswith(b"data:") else head.find(b"\ndata:", 0, 4096) + 1
+        if at == 0 and not head.startswith(b"data:"):
             return None
-        if self.lines == 0:  # the line ends in this chunk, and the blank line right after it
+        fields = head[:at].split(b"\n")[:-1]  # small lines before the data line: id, event, retry, comments
+        if any(line == b"data" or line.startswith(b"data:") for line in fields):
+            return None
+        before = len(fields)
+        if self.lines == before:  # the data line ends in this chunk, and the blank line right after it
             take = chunk.find(b"\n")
             if chunk[take : take + 2] != b"\n\n":
                 return None
             rest_at, trailing = take + 2, 0
-        elif self.lines == 1 and self.ends_with_newline and chunk[0] == 10:
+        elif self.lines == before + 1 and self.ends_with_newline and chunk[0] == 10:
             take, rest_at, trailing = 0, 1, 1  # the line's "\n" is pending; this one ends the event
         else:
             return None
-        start = 6 if pending[0][5:6] == b" " else 5
+        start = at + (6 if head[at + 5 : at + 6] == b" " else 5)
         if take:
             pending.append(chunk[:take])
         event = RawEvent(pending, start, sum(map(len, pending)) - start - trailing)
+        for line in fields:  # as sseclient-py would read them (it parses every other event)
+            name, _, value = line.decode("utf-8", "replace").partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "event":
+                event.event = value or "message"
+            elif name == "id":
+                event.id = value
+            elif name == "retry":
+                event.retry = value
         self.pending, self.size, self.lines, self.ends_with_newline = [], 0, 0, True
         rest = chunk[rest_at:]
         if not rest:

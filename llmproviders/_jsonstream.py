@@ -19,14 +19,18 @@ Example usage::
 from __future__ import annotations
 
 import json
-from typing import Any, AnyStr, Dict, Generic, Iterable, Iterator, Optional
+from typing import Any, AnyStr, Dict, Generic, Iterable, Iterator, List, Optional
 
-__all__ = ["string_field", "JSONStreamError", "MAX_SMALL_VALUE"]
+__all__ = ["string_field", "top_level_fields", "JSONStreamError", "MAX_SMALL_VALUE", "TOO_BIG"]
 
 #: The most characters a field other than the one streamed may take.
 MAX_SMALL_VALUE = 1 << 20
 _WHITESPACE = " \t\r\n"
 _DECODER = json.JSONDecoder()
+
+
+#: A string field too big to decode here (it was scanned past, not kept).
+TOO_BIG: Any = object()
 
 
 class JSONStreamError(ValueError):
@@ -73,15 +77,69 @@ class _Reader(Generic[AnyStr]):
             raise JSONStreamError(f"expected {wanted!r}, found {char or 'the end'!r}")
         self.i += 1
 
-    def small_value(self) -> Any:
-        """Decode the (small) JSON value that starts here."""
-        self.skip_whitespace()
-        raw = self.buf[:0] if self.buf is not None else ""
+    def value(self, *, limit: int = MAX_SMALL_VALUE) -> Any:
+        """The JSON value that starts here: a string is scanned for its end (and decoded
+        if it is at most ``limit`` characters, else skipped: :data:`TOO_BIG`); any other
+        value must be at most ``limit`` characters and is decoded."""
+        if self.skip_whitespace() == '"':
+            self.i += 1
+            return self.string(limit)
+        return self.small_value(limit)
+
+    def string(self, limit: int) -> Any:
+        """The string whose opening quote was just consumed: decoded, or :data:`TOO_BIG`
+        (scanned to its end without decoding, in time linear in its size)."""
+        quote, backslash = (b'"', b"\\") if self.binary else ('"', "\\")
+        kept: List[Any] = []
+        size = 0
+        run = 0  # backslashes just before the current piece (their parity escapes a quote)
         while True:
             if not self.fill():
-                raise JSONStreamError("the input ended inside a value")
-            raw += self.buf[self.i :]
-            self.i = len(self.buf)
+                raise JSONStreamError("the input ended inside a string")
+            buf, start = self.buf, self.i
+            end = buf.find(quote, start)
+            while end >= 0:
+                k = end
+                while k > start and buf[k - 1 : k] == backslash:
+                    k -= 1
+                count = end - k + (run if k == start else 0)
+                if count % 2 == 0:
+                    break
+                end = buf.find(quote, end + 1)
+            stop = end if end >= 0 else len(buf)
+            if size <= limit:
+                kept.append(buf[start:stop])
+            size += stop - start
+            if end >= 0:
+                self.i = end + 1
+                if size > limit:
+                    return TOO_BIG
+                raw = buf[:0].join(kept)
+                return _decode(raw, quote)
+            k = len(buf)
+            while k > start and buf[k - 1 : k] == backslash:
+                k -= 1
+            run = len(buf) - k + (run if k == start else 0)
+            self.i = len(buf)
+
+    def small_value(self, limit: int = MAX_SMALL_VALUE) -> Any:
+        """Decode the (small) JSON value that starts here: a number, literal, object or
+        array. Decoding is tried each time the input read for it doubles (and at its end),
+        so a value in many tiny pieces costs linear time, not quadratic."""
+        self.skip_whitespace()
+        parts: List[Any] = []
+        size = 0
+        attempt_at = 256
+        while True:
+            more = self.fill()
+            if more:
+                parts.append(self.buf[self.i :])
+                size += len(self.buf) - self.i
+                self.i = len(self.buf)
+            if more and size < attempt_at and size <= limit:
+                continue
+            attempt_at = size * 2
+            raw = parts[0][:0].join(parts) if parts else ""
             if self.binary:  # decode up to the last whole character; keep the bytes exact
                 whole = _utf8_boundary(raw)
                 text, undecoded = raw[:whole].decode("utf-8", "surrogateescape"), raw[whole:]
@@ -91,13 +149,15 @@ class _Reader(Generic[AnyStr]):
                 value, end = _DECODER.raw_decode(text)
             except (ValueError, RecursionError):
                 value, end = None, -1
-            if 0 <= end < len(text):  # complete, and not a number that may go on
+            if 0 <= end < len(text) and end <= limit:  # complete, and not a number that may go on
                 rest = text[end:]
                 self.buf = rest.encode("utf-8", "surrogateescape") + undecoded if self.binary else rest
                 self.i = 0
                 return value
-            if len(raw) > MAX_SMALL_VALUE:
-                raise JSONStreamError(f"a field is larger than {MAX_SMALL_VALUE} characters")
+            if not more:
+                raise JSONStreamError("the input ended inside a value")
+            if size > limit:
+                raise JSONStreamError(f"a field is larger than {limit} characters")
 
     def string_pieces(self) -> Iterator[str]:
         """Decode the string whose opening quote was just consumed, piece by piece."""
@@ -204,7 +264,10 @@ def string_field(pieces: Iterable[AnyStr], key: str, fields: Optional[Dict[str, 
             raise JSONStreamError(f"no {key!r} field")
         if char != '"':
             raise JSONStreamError(f"expected a field name, found {char or 'the end'!r}")
-        name = reader.small_value()
+        reader.i += 1
+        name = reader.string(MAX_SMALL_VALUE)
+        if name is TOO_BIG:
+            raise JSONStreamError(f"a field name is longer than {MAX_SMALL_VALUE} characters")
         reader.expect(":")
         if name == key and not streamed:
             if reader.skip_whitespace() != '"':
@@ -213,7 +276,9 @@ def string_field(pieces: Iterable[AnyStr], key: str, fields: Optional[Dict[str, 
             yield from reader.string_pieces()
             streamed = True
         else:
-            found[name] = reader.small_value()
+            value = reader.value()
+            if value is not TOO_BIG:
+                found[name] = value
         char = reader.skip_whitespace()
         if char == ",":
             reader.i += 1
@@ -223,4 +288,37 @@ def string_field(pieces: Iterable[AnyStr], key: str, fields: Optional[Dict[str, 
                 raise JSONStreamError("more input after the object")
             return
         elif char != "}":
+            raise JSONStreamError(f"expected ',' or '}}', found {char or 'the end'!r}")
+
+
+def top_level_fields(pieces: Iterable[AnyStr]) -> Dict[str, Any]:
+    """The top-level fields of the JSON object in ``pieces``, decoded, except strings of
+    more than :data:`MAX_SMALL_VALUE` characters (scanned past, left out): one pass in
+    linear time and little memory, however big those strings are."""
+    reader: _Reader[AnyStr] = _Reader(pieces)
+    found: Dict[str, Any] = {}
+    reader.expect("{")
+    if reader.skip_whitespace() == "}":
+        reader.i += 1
+        return found
+    while True:
+        if reader.skip_whitespace() != '"':
+            raise JSONStreamError("expected a field name")
+        reader.i += 1
+        name = reader.string(MAX_SMALL_VALUE)
+        if name is TOO_BIG:
+            raise JSONStreamError(f"a field name is longer than {MAX_SMALL_VALUE} characters")
+        reader.expect(":")
+        value = reader.value()
+        if value is not TOO_BIG:
+            found[name] = value
+        char = reader.skip_whitespace()
+        if char == ",":
+            reader.i += 1
+        elif char == "}":
+            reader.i += 1
+            if reader.skip_whitespace():
+                raise JSONStreamError("more input after the object")
+            return found
+        else:
             raise JSONStreamError(f"expected ',' or '}}', found {char or 'the end'!r}")

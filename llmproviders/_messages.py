@@ -29,7 +29,7 @@ import base64
 import mimetypes
 import os
 import re
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 from urllib.parse import urlsplit
 
 from ._exceptions import InvalidArgumentError, InvalidMessagesError
@@ -54,6 +54,10 @@ _PART_TYPES: Dict[str, Tuple[str, ...]] = {
 _DATA_URL = re.compile(r"data:image/[A-Za-z0-9.+-]+(?:;[A-Za-z0-9.+_=-]+)*;base64,", re.ASCII)
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}", re.ASCII)
 _MIME = re.compile(r"image/[A-Za-z0-9.+-]+", re.ASCII)
+
+
+#: How deep a message may nest dicts and lists (content parts, tool calls, extra keys).
+MAX_DEPTH = 100
 
 
 def validate_messages(messages: Any) -> List[Dict[str, Any]]:
@@ -232,21 +236,31 @@ def _check_tool_calls(where: str, tool_calls: Any) -> None:
 
 def _check_unicode(where: str, message: Mapping[str, Any]) -> None:
     """Refuse any string of ``message`` (keys included, at any depth) that has a lone
-    surrogate: it cannot be encoded as UTF-8, so no upstream could read it."""
-    stack: List[Tuple[str, Any]] = [(where, message)]
+    surrogate: it cannot be encoded as UTF-8, so no upstream could read it. Each dict or
+    list is looked at once (one that refers back to itself is refused later, as JSON
+    cannot carry it), and no deeper than :data:`MAX_DEPTH`."""
+    stack: List[Tuple[str, Any, int]] = [(where, message, 0)]
+    seen: Set[int] = set()
     while stack:
-        path, value = stack.pop()
+        path, value, depth = stack.pop()
         if isinstance(value, str):
             _refuse_surrogates(path, value)
-        elif isinstance(value, Mapping):
+            continue
+        if not isinstance(value, (Mapping, list, tuple)) or id(value) in seen:
+            continue
+        seen.add(id(value))
+        if depth >= MAX_DEPTH:
+            raise InvalidMessagesError(f"{path} is nested more than {MAX_DEPTH} levels deep; no upstream takes that")
+        depth += 1
+        if isinstance(value, Mapping):
             for key, item in value.items():
                 if isinstance(key, str):
                     _refuse_surrogates(f"a key of {path}", key)
-                    stack.append((f"{path}.{key}" if key.isidentifier() else f"{path}[{key!r}]", item))
+                    stack.append((f"{path}.{key}" if key.isidentifier() else f"{path}[{key!r}]", item, depth))
                 else:
-                    stack.append((f"{path}[{key!r}]", item))
-        elif isinstance(value, (list, tuple)):
-            stack.extend((f"{path}[{number}]", item) for number, item in enumerate(value))
+                    stack.append((f"{path}[{key!r}]", item, depth))
+        else:
+            stack.extend((f"{path}[{number}]", item, depth) for number, item in enumerate(value))
 
 
 def _refuse_surrogates(path: str, text: str) -> None:

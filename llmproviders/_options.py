@@ -65,7 +65,11 @@ def _show(value: Any) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True  # (math.isfinite would overflow on a huge int)
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _range(kind: str, low: Optional[float], high: Optional[float]) -> str:
@@ -105,14 +109,15 @@ class Number(Option):
 
 
 class Integer(Number):
-    """A whole number (an int, not a bool), optionally within ``[low, high]``."""
+    """A whole number (an int, not a bool), optionally within ``[low, high]``; always one
+    that fits in 64 bits, as every server reads them."""
 
     def __init__(self, low: Optional[int] = None, high: Optional[int] = None, *, expected: Optional[str] = None) -> None:
         super().__init__(low, high)
         self.expected = expected or _range("a whole number", low, high)
 
     def accepts(self, value: Any) -> bool:
-        return isinstance(value, int) and super().accepts(value)
+        return isinstance(value, int) and -(2**63) <= value < 2**63 and super().accepts(value)
 
 
 class Flag(Option):

@@ -36,8 +36,8 @@ from ._exceptions import (
     ProviderNotFoundError,
     StreamInterruptedError,
 )
-from ._framing import FRAMINGS, MAX_FRAME
-from ._http import DEFAULT_TIMEOUT, Call, TimeoutArg, excerpt
+from ._framing import FRAMINGS, MAX_FRAME, preview
+from ._http import DEFAULT_TIMEOUT, Call, TimeoutArg
 from ._messages import Messages, validate_messages
 from ._options import Flag, OptionsDeclaration, check_options
 from ._reply import JOIN_EVERY, Reply
@@ -304,7 +304,7 @@ class Provider:
         ending inside an event is an interruption and anything else a complete reply."""
         if tail:
             raise StreamInterruptedError(
-                f"{cls.__name__}: the body ended in the middle of an event: {reply.redact(excerpt(tail))!r}",
+                f"{cls.__name__}: the body ended in the middle of an event: {preview(tail, reply.redact)!r}",
                 provider=cls.__name__,
             )
         return None
@@ -371,7 +371,13 @@ class _Run:
         ) as exchange:
             tail: List[bytes] = []
             decode = FRAMINGS[provider.framing_for(exchange.headers, reply)]
-            frames = decode(exchange.iter_bytes(), provider=provider.__name__, max_frame=provider.max_frame_size, tail=tail)
+            frames = decode(
+                exchange.iter_bytes(),
+                provider=provider.__name__,
+                max_frame=provider.max_frame_size,
+                tail=tail,
+                redact=reply.redact,
+            )
             parse = provider.parse
             record = reply.record
             parts = record.parts

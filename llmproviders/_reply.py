@@ -14,8 +14,10 @@ that delivered.
 from __future__ import annotations
 
 import io
+import os
 import secrets
 import tempfile
+import threading
 from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Union
 
 from .events import Finish, ReasoningDelta, RefusalDelta, ToolCall, ToolCallDelta, Usage
@@ -29,7 +31,8 @@ SPILL_AFTER = 1 << 20
 #: allocator from reusing the memory of the deltas the caller is done with: ~5% of
 #: the time of a fast stream.
 JOIN_EVERY = 64
-_READ_BLOCK = 1 << 20  # characters per block when text is read back in pieces
+_READ_BLOCK = 1 << 20  # bytes per read when text is read back from the file
+_PREAD = getattr(os, "pread", None)
 
 
 class TextRecord:
@@ -37,10 +40,13 @@ class TextRecord:
     the oldest text in an anonymous temporary file (closed when the record is freed).
 
     The pipeline appends to :attr:`parts` itself (the hot path) and calls
-    :meth:`join_parts` every :data:`JOIN_EVERY` deltas.
+    :meth:`join_parts` every :data:`JOIN_EVERY` deltas, in the stream's thread. Another
+    thread may read the text meanwhile (``stream.text`` from a UI thread): moving text
+    between the three places happens under a lock, and the file is read at offsets
+    (``os.pread``), never moving the position the stream writes at.
     """
 
-    __slots__ = ("parts", "blocks", "held", "spill", "spilled", "__weakref__")
+    __slots__ = ("parts", "blocks", "held", "spill", "spilled", "spilled_bytes", "lock", "__weakref__")
 
     def __init__(self) -> None:
         self.parts: List[str] = []  # the latest deltas, fewer than JOIN_EVERY
@@ -48,22 +54,28 @@ class TextRecord:
         self.held = 0
         self.spill: Optional[IO[bytes]] = None  # the oldest text, UTF-8, in a temporary file
         self.spilled = 0  # characters in the file
+        self.spilled_bytes = 0
+        self.lock = threading.Lock()
 
     def join_parts(self) -> None:
         """Join the latest deltas into one block; past SPILL_AFTER characters, move the
         blocks to the temporary file: a reply of any size keeps memory flat."""
-        block = "".join(self.parts)
-        self.parts.clear()
-        self.blocks.append(block)
-        self.held += len(block)
-        if self.held > SPILL_AFTER:
-            if self.spill is None:
-                self.spill = tempfile.TemporaryFile()
-            self.spill.seek(0, io.SEEK_END)
-            self.spill.write("".join(self.blocks).encode("utf-8", "surrogatepass"))
-            self.spilled += self.held
-            self.blocks.clear()
-            self.held = 0
+        with self.lock:
+            block = "".join(self.parts)
+            self.parts.clear()
+            self.blocks.append(block)
+            self.held += len(block)
+            if self.held > SPILL_AFTER:
+                if self.spill is None:
+                    self.spill = tempfile.TemporaryFile()
+                data = "".join(self.blocks).encode("utf-8", "surrogatepass")
+                self.spill.seek(0, io.SEEK_END)
+                self.spill.write(data)
+                self.spill.flush()
+                self.spilled += self.held
+                self.spilled_bytes += len(data)
+                self.blocks.clear()
+                self.held = 0
 
     def __len__(self) -> int:
         return self.spilled + self.held + sum(map(len, self.parts))
@@ -73,23 +85,34 @@ class TextRecord:
         return "".join(self.pieces())
 
     def pieces(self) -> Iterator[str]:
-        """The text in order, in pieces of at most about a mebibyte of characters."""
-        spill = self.spill
-        if spill is not None and not spill.closed:
-            spill.seek(0)
+        """The text in order, in pieces of at most about a mebibyte of characters (what
+        had arrived when the reading started)."""
+        with self.lock:
+            spill, size, blocks, parts = self.spill, self.spilled_bytes, list(self.blocks), list(self.parts)
+        if spill is not None and not spill.closed and size:
             decoder = _utf8_decoder()
-            while True:
-                data = spill.read(_READ_BLOCK)
-                piece = decoder.decode(data, not data)
-                if piece:
-                    yield piece
+            offset = 0
+            while offset < size:
+                data = self._read_at(spill, offset, min(_READ_BLOCK, size - offset))
                 if not data:
                     break
-            spill.seek(0, io.SEEK_END)
-        yield from list(self.blocks)
-        recent = "".join(self.parts)
+                offset += len(data)
+                piece = decoder.decode(data, offset >= size)
+                if piece:
+                    yield piece
+        yield from blocks
+        recent = "".join(parts)
         if recent:
             yield recent
+
+    def _read_at(self, spill: IO[bytes], offset: int, size: int) -> bytes:
+        if _PREAD is not None:
+            return _PREAD(spill.fileno(), size, offset)  # type: ignore[no-any-return]
+        with self.lock:  # no pread (Windows): seek and read, then back to the end for the writer
+            spill.seek(offset)
+            data = spill.read(size)
+            spill.seek(0, io.SEEK_END)
+            return data
 
     def release(self) -> None:
         if self.spill is not None:

@@ -17,6 +17,7 @@ __all__ = ["Secrets", "MASK"]
 
 MASK = "[redacted]"
 MIN_SECRET = 4  # shorter values are not hidden: masking every "1" would garble messages
+MAX_DEPTH = 64  # how deep redact_value goes into a decoded JSON value
 
 
 class Secrets:
@@ -52,16 +53,21 @@ class Secrets:
                 text = text.replace(value, MASK)
         return text
 
-    def redact_value(self, value: Any) -> Any:
-        """A copy of a decoded JSON value with every string redacted."""
+    def redact_value(self, value: Any, depth: int = 0) -> Any:
+        """A copy of a decoded JSON value with every string redacted (what is nested more
+        than :data:`MAX_DEPTH` deep is replaced by a note, rather than recursed into)."""
         if not self.values:
             return value
         if isinstance(value, str):
             return self.redact(value)
+        if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
+            return "(nested too deeply to show)"
         if isinstance(value, dict):
-            return {self.redact(k) if isinstance(k, str) else k: self.redact_value(v) for k, v in value.items()}
+            return {
+                self.redact(k) if isinstance(k, str) else k: self.redact_value(v, depth + 1) for k, v in value.items()
+            }
         if isinstance(value, list):
-            return [self.redact_value(v) for v in value]
+            return [self.redact_value(v, depth + 1) for v in value]
         return value
 
     def redact_headers(self, headers: Mapping[str, str]) -> Dict[str, str]:

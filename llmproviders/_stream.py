@@ -23,6 +23,7 @@ Example usage::
 from __future__ import annotations
 
 import json
+import logging
 import re
 from types import TracebackType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Type
@@ -33,6 +34,8 @@ from .events import Event, TextDelta, ToolCall, Usage
 
 __all__ = ["Stream", "ReplyView", "SPILL_AFTER", "JOIN_EVERY"]
 
+log = logging.getLogger(__name__)
+
 
 class ReplyView:
     """What a stream shows: the reply of the attempt that delivered (``commit``), and
@@ -40,7 +43,7 @@ class ReplyView:
     source (and by nothing that refers back to the stream, so a dropped stream is
     freed, and closed, at once)."""
 
-    __slots__ = ("reply", "metadata", "closed", "outcome", "callbacks", "__weakref__")
+    __slots__ = ("reply", "metadata", "closed", "outcome", "error", "callbacks", "__weakref__")
 
     def __init__(self, metadata: Optional[Dict[str, Any]] = None) -> None:
         self.reply: Optional[Reply] = None
@@ -48,17 +51,27 @@ class ReplyView:
         self.closed = False
         #: None while the stream runs; then "complete", "closed" (stopped early) or "failed".
         self.outcome: Optional[str] = None
+        self.error: Optional[BaseException] = None
         self.callbacks: List[Callable[[str, Optional[BaseException]], None]] = []
 
     def finish(self, completed: bool, error: Optional[BaseException]) -> None:
-        """The stream has ended (once): record how, and tell whoever asked."""
+        """The stream has ended (once): record how, and tell whoever asked. A callback that
+        raises is logged; it changes neither the stream's error nor the other callbacks."""
         self.closed = True
         if self.outcome is not None:
             return
         self.outcome = "complete" if completed else "failed" if error is not None else "closed"
+        self.error = error
         callbacks, self.callbacks = self.callbacks, []
         for callback in callbacks:
-            callback(self.outcome, error)
+            self.call(callback)
+
+    def call(self, callback: Callable[[str, Optional[BaseException]], None]) -> None:
+        assert self.outcome is not None
+        try:
+            callback(self.outcome, self.error)
+        except Exception:  # a bug in the callback must not replace what the stream says
+            log.exception("a stream's done-callback raised")
 
     def commit(self, reply: Reply) -> None:
         """``reply`` is the one the caller sees from now on; its metadata lands in
@@ -134,28 +147,20 @@ def _events(source: Iterator[Any], view: ReplyView) -> Iterator[Event]:
         view.finish(completed, error)
 
 
-def _whole(source: Iterator[Any], view: ReplyView, as_events: bool) -> Iterator[Any]:
-    """``stream=False``: the reply once, at its end (events after the text, in order)."""
+def _joined(source: Iterator[Any], view: ReplyView) -> Iterator[Any]:
+    """``stream=False``: the whole text once, at the end, then the other events in order
+    (a source of its own, so text iteration and :meth:`Stream.events` share it)."""
     events: List[Any] = []
-    completed, error = False, None
     try:
         for item in source:
             if type(item) is not str:
                 events.append(item)
-        text = view.reply.text if view.reply is not None else ""
-        if text:
-            yield TextDelta(text) if as_events else text
-        if as_events:
-            yield from events
-        completed = True
-    except GeneratorExit:
-        raise
-    except BaseException as exc:
-        error = _attached(exc, view)
-        raise
     finally:
         source.close()  # type: ignore[attr-defined]
-        view.finish(completed, error)
+    text = view.reply.text if view.reply is not None else ""
+    if text:
+        yield text
+    yield from events
 
 
 def _attached(error: BaseException, view: ReplyView) -> BaseException:
@@ -192,10 +197,11 @@ class Stream(Iterator[str]):
         if view is None:  # a plain iterator of text (and events): the stream records it itself
             view = ReplyView(metadata)
             source = _recorded(source, view)
+        if whole:
+            source = _joined(source, view)
         self._view = view
         self._source = source
-        self._whole = whole
-        self._iterator = _whole(source, self._view, False) if whole else _texts(source, self._view)
+        self._iterator = _texts(source, view)
         self._next = self._iterator.__next__
         self._event_iterator: Optional[Iterator[Event]] = None
         self._abort = abort
@@ -212,9 +218,7 @@ class Stream(Iterator[str]):
         """The reply as typed events, in wire order (text as :class:`TextDelta`). Shares
         the stream's position with text iteration."""
         if self._event_iterator is None:
-            self._event_iterator = (
-                _whole(self._source, self._view, True) if self._whole else _events(self._source, self._view)
-            )
+            self._event_iterator = _events(self._source, self._view)
         return self._event_iterator
 
     # -- what the reply added up to ----------------------------------------------------------
@@ -307,10 +311,11 @@ class Stream(Iterator[str]):
     def add_done_callback(self, callback: Callable[[str, Optional[BaseException]], None]) -> None:
         """Call ``callback(outcome, error)`` once, when the stream ends (see
         :attr:`outcome`; ``error`` is the exception for ``"failed"``), in the thread that
-        ends it. Called at once if it has ended already."""
+        ends it. Called at once if it has ended already. An exception a callback raises
+        is logged (``llmproviders._stream``), never raised where the stream ends."""
         view = self._view
         if view.outcome is not None:
-            callback(view.outcome, None)
+            view.call(callback)
         else:
             view.callbacks.append(callback)
 

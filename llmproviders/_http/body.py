@@ -121,9 +121,13 @@ def drain(
         pass  # not all there: likewise
 
 
-def read_json(reads: Iterator[bytes], *, provider: str, limit: int = JSON_LIMIT) -> Any:
+def read_json(
+    reads: Iterator[bytes], *, provider: str, limit: int = JSON_LIMIT, redact: Optional[Callable[[str], str]] = None
+) -> Any:
     """Read a whole body from ``reads``, at most ``limit`` bytes, and decode it as JSON
-    (:class:`ProtocolError` if it is larger or not JSON)."""
+    (:class:`ProtocolError` if it is larger or not JSON). ``redact`` hides the call's
+    secrets in the excerpt an error shows; the decoder's error (which holds the whole
+    body) is not kept."""
     body = bytearray()
     for chunk in reads:
         body += chunk
@@ -131,6 +135,8 @@ def read_json(reads: Iterator[bytes], *, provider: str, limit: int = JSON_LIMIT)
             raise ProtocolError(f"{provider}: the response body is larger than {limit} bytes", provider=provider)
     try:
         return json.loads(bytes(body))
-    except (ValueError, RecursionError) as exc:
-        shown = excerpt(bytes(body))
-        raise ProtocolError(f"{provider}: expected a JSON body, got {shown!r}", provider=provider, frame=shown) from exc
+    except (ValueError, RecursionError):
+        pass
+    text = bytes(body).decode("utf-8", "replace")
+    shown = excerpt(redact(text) if redact is not None else text)
+    raise ProtocolError(f"{provider}: expected a JSON body, got {shown!r}", provider=provider, frame=shown)

@@ -241,7 +241,7 @@ class Exchange:
 
     def read_json(self, *, limit: int = JSON_LIMIT) -> Any:
         """Read a whole (non-streamed) body, at most ``limit`` bytes, and decode it as JSON."""
-        return read_json(self.iter_bytes(), provider=self._call.provider, limit=limit)
+        return read_json(self.iter_bytes(), provider=self._call.provider, limit=limit, redact=self._call._redact)
 
     def _read_error(self, exc: BaseException) -> LLMProvidersError:
         """The library's error for a failed read of the body."""

@@ -71,8 +71,8 @@ def check_deadline(deadline: Any) -> Optional[float]:
     if (
         isinstance(deadline, bool)
         or not isinstance(deadline, (int, float))
+        or not 0 < deadline < _LONGEST  # (before isfinite: a huge int overflows a float)
         or not math.isfinite(deadline)
-        or not 0 < deadline < _LONGEST
     ):
         raise InvalidArgumentError(
             f"deadline must be a positive, finite number of seconds (or None for no deadline), not {deadline!r}"

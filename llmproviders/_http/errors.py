@@ -117,11 +117,14 @@ def check_status(
     html = content_type.startswith("text/html") or text.lstrip()[:15].lower().startswith(("<!doctype html", "<html"))
     summary = _summarize(text, html=html)
     host = host_of(response.url or "")
+    headers = response.headers
+    if redact is not None:  # a server may echo a key in a header too
+        headers = requests.structures.CaseInsensitiveDict({name: redact(value) for name, value in headers.items()})
     common: Dict[str, Any] = dict(
         provider=provider,
         status_code=status,
         body=summary,
-        headers=response.headers,
+        headers=headers,
         url=redact_url(response.url or "", query_keys=True),
     )
     if _is_challenge(response, text):

@@ -19,9 +19,9 @@ import json
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from .._exceptions import ProtocolError, ReplyMismatchError, ResponseError, StreamInterruptedError
-from .._framing import RawEvent, loads, loads_frame
-from .._http import Call, excerpt, header_problem
-from .._jsonstream import JSONStreamError, string_field
+from .._framing import RawEvent, loads, loads_frame, preview
+from .._http import Call, header_problem
+from .._jsonstream import JSONStreamError, string_field, top_level_fields
 from .._messages import Messages, format_prompt, text_messages, validate_messages
 from .._provider import Provider, Request, register_provider
 from .._reply import Reply
@@ -30,6 +30,7 @@ from ._browser import CHROME_126, browser_headers
 
 SESSION_PATH = "/wp-json/mwai/v1/start_session"
 _COMPARE_BLOCK = 1 << 16  # characters compared at a time when reconciling a big reply
+_UNREAD: Any = object()
 
 
 @register_provider
@@ -67,7 +68,7 @@ class Chatgpt4Online(Provider):
             cookies = exchange.cookies
         nonce = session.get("restNonce") if isinstance(session, dict) else None
         if not isinstance(nonce, str) or not nonce or header_problem("x-wp-nonce", nonce) is not None:
-            shown = excerpt(str(session))
+            shown = preview(session, call._redact)
             raise ProtocolError(
                 f"{cls.__name__}: start_session returned no restNonce usable as a header: {shown!r}", provider=cls.__name__, frame=shown
             )
@@ -92,12 +93,14 @@ def _event(name: str, data: str, reply: Reply) -> Any:
     try:
         event = loads(data)
     except (ValueError, RecursionError):
+        event = _UNREAD
+    if event is _UNREAD:  # (outside the except block: no context that keeps the frame)
         event = loads_frame(data, provider=name, redact=reply.redact)  # raises, showing it
     kind = event.get("type") if type(event) is dict else None
     if kind == "live":
         piece = event.get("data")
         if type(piece) is not str:
-            shown = reply.redact(excerpt(data))
+            shown = preview(data, reply.redact)
             raise ProtocolError(f"{name}: a live event without text: {shown!r}", provider=name, frame=shown)
         return piece or None
     if kind == "end":
@@ -107,7 +110,7 @@ def _event(name: str, data: str, reply: Reply) -> Any:
     if kind == "error":
         message = reply.redact_value(event.get("data"))
         raise ResponseError(
-            f"{name}: the upstream reported an error: {excerpt(str(message))}", provider=name, error=message
+            f"{name}: the upstream reported an error: {preview(message)}", provider=name, error=message
         )
     return None
 
@@ -117,7 +120,7 @@ def _final_reply(name: str, data: Any, reply: Reply) -> str:
     final = loads_frame(data, provider=name, redact=reply.redact) if isinstance(data, str) else data
     text = final.get("reply") if isinstance(final, dict) else None
     if not isinstance(text, str):
-        shown = reply.redact(excerpt(str(data)))
+        shown = preview(data, reply.redact)
         raise ProtocolError(f"{name}: an end event without a reply: {shown!r}", provider=name, frame=shown)
     return text
 
@@ -170,8 +173,10 @@ def _big_event(name: str, frame: RawEvent, reply: Reply) -> Any:
     fields: Dict[str, Any] = {}
     data = string_field(frame.pieces(), "data", fields)
     first = _checked(name, frame, reply, lambda: next(data, None))  # reading to the data tells the fields before it
+    if "type" not in fields:  # the type comes after the data: one quick pass over the event finds it
+        fields = _checked(name, frame, reply, lambda: top_level_fields(frame.pieces()))
     if fields.get("type") != "end":
-        return _event(name, frame.data, reply)  # not an end event (or not known yet): the usual way
+        return _event(name, frame.data, reply)  # not an end event: the usual way
     reply.done = True
     pieces = _translated(name, frame, reply, string_field(_chain(first, data), "reply"))
     return _end(name, reply, pieces, lambda: _final_reply(name, json.loads(frame.data).get("data"), reply))
@@ -194,7 +199,7 @@ def _translated(name: str, frame: RawEvent, reply: Reply, pieces: Iterator[str])
 
 
 def _malformed(name: str, frame: RawEvent, reply: Reply, exc: Exception) -> ProtocolError:
-    shown = reply.redact(excerpt(b"".join(_head(frame.pieces(), 120))))
+    shown = preview(b"".join(_head(frame.pieces(), 4096)), reply.redact)
     return ProtocolError(f"{name}: a malformed end event ({exc}): {shown!r}", provider=name, frame=shown)
 
 

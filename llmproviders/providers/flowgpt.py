@@ -14,7 +14,8 @@ import time
 from typing import Any, Dict, List
 
 from .._exceptions import ProtocolError
-from .._http import Call, excerpt, random_hex, random_string
+from .._framing import preview
+from .._http import Call, random_hex, random_string
 from .._messages import Messages, text_messages, validate_messages
 from .._options import Number
 from .._provider import Provider, Request, register_provider
@@ -97,7 +98,7 @@ class FlowGpt(Provider):
             return None  # other events (status, done, ...) say nothing about the text
         data = frame.get("data")
         if type(data) is not str:
-            shown = reply.redact(excerpt(str(frame)))
+            shown = preview(frame, reply.redact)
             raise ProtocolError(
                 f"{cls.__name__}: a text event without string data: {shown!r}", provider=cls.__name__, frame=shown
             )

@@ -49,7 +49,7 @@ from .._exceptions import (
     ResponseStatusError,
     StreamInterruptedError,
 )
-from .._framing import loads, loads_frame
+from .._framing import loads, loads_frame, preview
 from .._http import Call, TimeoutArg, excerpt
 from .._options import AnyOf, Flag, Headers, Integer, ListOf, Number, Object, Option, Secret, Text, Tools
 from .._provider import BASE_URL_ENV, Provider, Request
@@ -110,6 +110,7 @@ CALL_OPTIONS: Dict[str, Option] = {
 }
 _NOT_IN_BODY = frozenset(CALL_OPTIONS)
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+_UNREAD: Any = object()
 
 
 class OpenAICompatible(Provider):
@@ -228,6 +229,7 @@ class OpenAICompatible(Provider):
         if state.whole:
             return _completion_items(cls.__name__, frame, reply)
         data = frame.data
+        chunk: Any = _UNREAD
         try:  # the usual chunk, a piece of text and nothing else, takes the short way
             chunk = loads(data)
             choices = chunk["choices"]
@@ -240,12 +242,15 @@ class OpenAICompatible(Provider):
                 and state.plain
                 and choice["finish_reason"] is None
                 and len(choices) == 1
+                and choice.get("index", 0) == state.choice  # (a second choice, one per chunk: the careful way)
                 and chunk.get("usage") is None
                 and choice.get("logprobs") is None
                 and "error" not in chunk
             ):
                 return content or None
         except Exception:  # noqa: BLE001  (any other shape, or not JSON: the careful way judges it)
+            pass  # (judged outside this block, so no error raised there keeps the frame as context)
+        if chunk is _UNREAD:
             if data == "[DONE]":
                 reply.done = True
                 return state.flush(reply)
@@ -314,7 +319,7 @@ class OpenAICompatible(Provider):
         key = api_key if api_key is not None else cls._env_key()
         if key is not None:
             CALL_OPTIONS["api_key"].check(cls.__name__, "api_key", key)
-        secrets = Secrets([key] if key else [])
+        secrets = Secrets.of({"api_key": key} if key else {}, target, None)
         call = Call(
             cls,
             base_url=target,
@@ -330,7 +335,7 @@ class OpenAICompatible(Provider):
             _raise_error(cls.__name__, secrets.redact_value(listing), None)
         items = listing.get("data") if isinstance(listing, dict) else None
         if not isinstance(items, list) or not all(isinstance(i, dict) and "id" in i for i in items):
-            shown = secrets.redact(excerpt(str(listing)))
+            shown = preview(listing, secrets.redact)
             raise ProtocolError(f"{cls.__name__}: not a model list: {shown!r}", provider=cls.__name__, frame=shown)
         return items
 
@@ -596,7 +601,9 @@ def _message_items(name: str, delta: Dict[str, Any], reply: Reply) -> List[Any]:
 def _one_choice(name: str, choices: List[Any], reply: Reply) -> Dict[str, Any]:
     """The one choice a stream may hold (several are an error: ask for ``n=1``)."""
     state: _State = reply.state
-    indices = {c.get("index", 0) if isinstance(c, dict) else None for c in choices}
+    if not all(isinstance(c, dict) and _index_of(c) is not None for c in choices):
+        raise _bad(name, "a choice that is not an object with a whole-number index", choices, reply)
+    indices = {_index_of(c) for c in choices}
     if state.choice is not None:
         indices.add(state.choice)
     if len(indices) > 1 or None in indices:
@@ -605,9 +612,14 @@ def _one_choice(name: str, choices: List[Any], reply: Reply) -> Dict[str, Any]:
             "and make several calls for several answers",
             provider=name,
         )
-    choice = choices[0]
-    state.choice = choice.get("index", 0)
-    return choice  # type: ignore[no-any-return]
+    choice: Dict[str, Any] = choices[0]
+    state.choice = _index_of(choice)
+    return choice
+
+
+def _index_of(choice: Dict[str, Any]) -> Optional[int]:
+    index = choice.get("index", 0)
+    return index if isinstance(index, int) and not isinstance(index, bool) else None
 
 
 def _note(payload: Dict[str, Any], reply: Reply) -> None:
@@ -642,6 +654,8 @@ def _event_error(name: str, data: str, reply: Reply) -> None:
     try:
         payload = json.loads(data)
     except (ValueError, RecursionError):
+        payload = _UNREAD
+    if payload is _UNREAD:
         payload = {"message": data}
     if not (isinstance(payload, dict) and "error" in payload):
         payload = {"error": payload}
@@ -655,7 +669,7 @@ def _raise_error(name: str, payload: Dict[str, Any], reply: Optional[Reply]) -> 
     if overflow is not None:
         raise overflow
     message = error.get("message") if isinstance(error, dict) else error
-    raise ResponseError(f"{name}: the upstream reported an error: {excerpt(str(message))}", provider=name, error=error)
+    raise ResponseError(f"{name}: the upstream reported an error: {preview(message)}", provider=name, error=error)
 
 
 _MAX_CONTEXT = re.compile(r"maximum context length is (\d+)", re.I)
@@ -701,8 +715,6 @@ def _overflow(name: str, payload: Any, status: Optional[int]) -> Optional[Contex
 
 
 def _bad(name: str, what: str, frame: Any, reply: Optional[Reply]) -> ProtocolError:
-    shown = excerpt(frame if isinstance(frame, (str, bytes)) else json.dumps(frame, ensure_ascii=False, default=str))
-    if reply is not None:
-        shown = reply.redact(shown)
+    shown = preview(frame, reply.redact if reply is not None else None)
     return ProtocolError(f"{name}: {what}: {shown!r}", provider=name, frame=shown)
 

@@ -141,3 +141,61 @@ def test_a_malformed_big_end_event_is_a_protocol_error():
     responses.post(SUBMIT_URL, body=body(*pieces_of(end)))
     with pytest.raises(ProtocolError, match="malformed end event"):
         list(Chatgpt4Online.create_completion(None, MESSAGES_RU, max_retries=0))
+
+
+@pytest.mark.parametrize("prefix", [b"", b"id: 1\n", b"event: message\n", b": a comment\nretry: 5\n"])
+@responses.activate
+def test_a_big_end_event_with_other_fields_before_its_data_is_still_read_piecewise(prefix):
+    """(review) An id: or event: line before the data line (legal SSE) sent the event down
+    the whole-decode path, at 8-9x its size."""
+    final = "Hi " + "x" * (12 * 1024 * 1024) + " 🚀"
+    live, end = c4o_body(["Hi "], final)
+    end = prefix + end
+    responses.post(NONCE_URL, json={"restNonce": "n"})
+    responses.post(SUBMIT_URL, body=body(*pieces_of(live + end)))
+    received = 0
+    tracemalloc.start()
+    try:
+        for delta in Chatgpt4Online.create_completion(None, MESSAGES_RU, max_retries=0):
+            received += len(delta)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert received == len(final)
+    assert peak < 4 * len(end), f"peak {peak / 2**20:.0f} MiB for a {len(end) / 2**20:.0f} MiB event"
+
+
+def test_fields_before_the_data_line_of_a_raw_event_are_read():
+    data = b"event: end\nid: 7\nretry: 5\n: comment\ndata: " + b"y" * (RAW_EVENT_SIZE + 10) + b"\n\n"
+    (event,) = list(iter_sse_events(iter(pieces_of(data)), provider="P", max_frame=8 * RAW_EVENT_SIZE))
+    assert type(event) is RawEvent and (event.event, event.id, event.retry) == ("end", "7", "5")
+    assert event.data == "y" * (RAW_EVENT_SIZE + 10)
+
+
+@responses.activate
+def test_a_big_end_event_whose_type_comes_after_its_data():
+    final = "Hi " + "z" * (2 * RAW_EVENT_SIZE)
+    live = b'data: {"type": "live", "data": "Hi "}\n\n'
+    end = b'data: {"data": ' + json.dumps(json.dumps({"reply": final})).encode() + b', "type": "end"}\n\n'
+    responses.post(NONCE_URL, json={"restNonce": "n"})
+    responses.post(SUBMIT_URL, body=body(*pieces_of(live + end)))
+    stream = Chatgpt4Online.create_completion(None, MESSAGES_RU, max_retries=0)
+    assert "".join(stream) == final and stream.finish_reason == "stop"
+
+
+def test_small_fields_in_tiny_pieces_cost_linear_time():
+    """(review) A 1 MB field before the reply, in 64-byte pieces, was decoded again on
+    every piece: seconds of CPU, and a deadline could not cut it (the bytes are all in).
+    Now a string is scanned once; 8 MB in 64-byte pieces is well under a second's work
+    (quadratic, it would be many minutes)."""
+    import time
+
+    inner = json.dumps({"note": "n" * 8_000_000, "numbers": list(range(20_000)), "reply": "Hello"})
+    raw = json.dumps({"type": "end", "data": inner}).encode()
+    pieces = [raw[i : i + 64] for i in range(0, len(raw), 64)]
+    started = time.process_time()
+    fields = {}
+    data = list(string_field(pieces, "data", fields))
+    assert fields == {"type": "end"} and "".join(data) == inner
+    assert "".join(string_field(data, "reply")) == "Hello"
+    assert time.process_time() - started < 20

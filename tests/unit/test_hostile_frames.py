@@ -11,6 +11,8 @@ from llmproviders import (
     Chatgpt4Online,
     FlowGpt,
     GPROChat,
+    InvalidArgumentError,
+    LLMProvidersError,
     ProtocolError,
     RetryProvider,
     StreamInterruptedError,
@@ -90,3 +92,42 @@ def test_absurdly_nested_json_is_a_protocol_error_not_a_recursion_error():
     responses.post(YLOKH_URL, body=b"data: " + b"[" * 200_000 + b"\n\n", content_type="text/event-stream")
     with pytest.raises(ProtocolError):
         Ylokh.create(None, MESSAGES_RU)
+
+
+def deep(n):
+    return "[" * n + "]" * n
+
+
+@pytest.mark.parametrize(
+    ("provider", "register", "kwargs"),
+    [
+        (Ylokh, lambda: responses.post(YLOKH_URL, body='data: {"choices":[{"index":[0],"delta":{"content":"x"}}]}\n\n', content_type="text/event-stream"), {}),
+        (Ylokh, lambda: responses.post(YLOKH_URL, body='data: {"error": %s}\n\n' % deep(500), content_type="text/event-stream"), {"api_key": "sk-secret-1234"}),
+        (Ylokh, lambda: responses.post(YLOKH_URL, body="event: error\ndata: %s\n\n" % deep(500), content_type="text/event-stream"), {"api_key": "sk-secret-1234"}),
+        (Ylokh, lambda: responses.post(YLOKH_URL, body='event: \x00llmproviders-raw-event\ndata: x\n\n', content_type="text/event-stream"), {}),
+        (Chatgpt4Online, lambda: (responses.post(NONCE_URL, json={"restNonce": "n"}), responses.post(SUBMIT_URL, body='data: {"type":"error","data":%s}\n\n' % deep(990))), {}),
+        (Chatgpt4Online, lambda: (responses.post(NONCE_URL, json={"restNonce": "n"}), responses.post(SUBMIT_URL, body='data: {"type":"live","data":"Hi"}\n\ndata: {"type":"end","data":%s}\n\n' % deep(990))), {}),
+        (FlowGpt, lambda: responses.post(FLOWGPT_URL, body='{"event":"text","data":%s}\n' % deep(990)), {}),
+    ],
+    ids=["index-a-list", "deep-error-with-key", "deep-error-event-with-key", "the-raw-event-placeholder-name",
+         "c4o-deep-error", "c4o-deep-end", "flowgpt-deep-data"],
+)
+@responses.activate
+def test_odd_frames_are_typed_errors_never_bare_ones(provider, register, kwargs):
+    """(review) A list as a choice's index, deep error payloads (redacted, printed),
+    an event named like an internal marker: each a library error (or, for the marker,
+    no error at all: a name is just a name)."""
+    register()
+    try:
+        provider.create(None, MESSAGES_RU, max_retries=0, **kwargs)
+    except LLMProvidersError:
+        pass
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"temperature": 10**400}, {"max_tokens": 10**400}, {"deadline": 10**400}, {"timeout": 10**400}],
+)
+def test_huge_integers_are_refused_before_any_io_not_overflow_errors(kwargs):
+    with pytest.raises(InvalidArgumentError):
+        Ylokh.create_completion(None, MESSAGES_RU, **kwargs)

@@ -182,3 +182,19 @@ def test_bad_arguments_fail_at_the_call_with_our_errors(kwargs, kind):
 def test_messages_with_values_json_cannot_carry_are_refused():
     with pytest.raises(InvalidArgumentError, match="plain JSON"):
         Ylokh.create_completion(None, [{"role": "user", "content": "x", "metadata": object()}])
+
+
+@responses.activate
+def test_a_message_that_refers_to_itself_is_refused_at_once():
+    """(review) A message holding a reference to itself hung validation, eating memory."""
+    message = {"role": "user", "content": "Hello", "metadata": {}}
+    message["metadata"]["parent"] = message
+    with pytest.raises(llmproviders.InvalidArgumentError, match="Circular reference"):
+        llmproviders.FlowGpt.create_completion(None, [message])
+    deep = {"role": "user", "content": "Hello"}
+    node = deep["extra"] = {}
+    for _ in range(200):
+        node = node.setdefault("x", {})
+    with pytest.raises(llmproviders.InvalidMessagesError, match="nested more than"):
+        llmproviders.FlowGpt.create_completion(None, [deep])
+    assert len(responses.calls) == 0

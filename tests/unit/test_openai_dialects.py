@@ -403,3 +403,16 @@ def test_json_that_is_not_json_keeps_the_text():
     with pytest.raises(StructuredOutputError) as info:
         stream.json()
     assert info.value.text == "Sure! Here it is: {" and isinstance(info.value, ValueError)
+
+
+@responses.activate
+def test_a_second_choice_sent_in_chunks_of_its_own_is_an_error_not_merged_text():
+    """(review) vLLM with n=2 sends one choice per chunk; the short path for plain text
+    chunks must not append another choice's text to the answer."""
+    def text(index, content):
+        return {**chunk({"content": content}), "choices": [{"index": index, "delta": {"content": content}, "finish_reason": None}]}
+
+    stream = stream_of(chunk({"role": "assistant", "content": ""}), text(0, "Paris "), text(1, "London "), text(0, "is "))
+    with pytest.raises(ProtocolError, match="several choices") as info:
+        list(stream)
+    assert info.value.partial == "Paris "

@@ -219,3 +219,69 @@ def test_outcome_and_done_callbacks():
     with pytest.raises(StreamInterruptedError):
         list(stream)
     assert stream.outcome == "failed" and seen[-1] == ("failed", "StreamInterruptedError", "a")
+
+
+@responses.activate
+def test_stream_false_text_then_events_repeats_and_loses_nothing():
+    """(review) With stream=False, reading the text and then events() must not give the
+    text twice, nor drop the Finish and Usage."""
+    usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    whole = {"id": "c", "object": "chat.completion", "created": 1, "model": "m", "usage": usage,
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}
+    responses.post(CHAT_URL, json=whole)
+    stream = OpenAICompatible.create_completion("m", MESSAGES_RU, base_url=BASE, stream=False)
+    assert next(stream) == "ok"
+    assert list(stream.events()) == [Finish("stop"), Usage(1, 1, 2, usage)]
+    assert list(stream) == [] and stream.text == "ok"
+
+
+def test_reading_text_from_another_thread_while_the_stream_spills_is_safe(monkeypatch):
+    """(review) stream.text read from another thread (a UI showing progress) while the
+    stream moves text to its temporary file must neither corrupt it nor see it twice."""
+    import threading
+
+    from llmproviders import _provider, _reply
+
+    monkeypatch.setattr(_reply, "SPILL_AFTER", 1000)
+    monkeypatch.setattr(_provider, "JOIN_EVERY", 4)
+    deltas = [f"<{i:06d}>" for i in range(60_000)]
+    want = "".join(deltas)
+    stream = Stream(iter(deltas), provider="p", model="m")
+    stop, seen = threading.Event(), []
+
+    def watcher():
+        while not stop.is_set():
+            text = stream.text
+            seen.append(want.startswith(text))
+
+    thread = threading.Thread(target=watcher)
+    thread.start()
+    try:
+        delivered = "".join(stream)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert delivered == want and stream.text == want
+    assert seen and all(seen)  # every snapshot was a prefix of the reply
+
+
+def test_done_callbacks_never_replace_the_stream_error_and_late_ones_get_it():
+    def broken():
+        yield "a"
+        raise StreamInterruptedError("p: cut", provider="p")
+
+    calls = []
+
+    def bad(outcome, error):
+        calls.append("bad")
+        raise RuntimeError("a bug in a callback")
+
+    stream = Stream(broken(), provider="p", model="m")
+    stream.add_done_callback(bad)
+    stream.add_done_callback(lambda outcome, error: calls.append((outcome, type(error).__name__)))
+    with pytest.raises(StreamInterruptedError):  # not the callback's RuntimeError
+        list(stream)
+    assert calls == ["bad", ("failed", "StreamInterruptedError")]
+    late = []
+    stream.add_done_callback(lambda outcome, error: late.append((outcome, error)))
+    assert late[0][0] == "failed" and isinstance(late[0][1], StreamInterruptedError)
