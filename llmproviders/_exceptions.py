@@ -362,7 +362,7 @@ def _attempts_summary(error: LLMProvidersError, failures: Sequence[BaseException
     """``[3 attempts; earlier: 1) ...; 2) ...]``: what the earlier attempts of a call ran into."""
     total = len(failures) + 1
     final = _one_line(error, error.message)
-    earlier = [_one_line(e, getattr(e, "message", str(e))) for e in failures]
+    earlier = [_one_line(e, e.message if isinstance(e, LLMProvidersError) else str(e)) for e in failures if e is not error]
     if all(line == final for line in earlier):
         return f"[{total} attempts, all failed the same way]"
     reasons = "; ".join(f"{n}) {line}" for n, line in enumerate(earlier, 1))

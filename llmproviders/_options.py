@@ -165,23 +165,39 @@ class Secret(Option):
         return True
 
 
+#: Headers that frame the request or steer the connection: set by the HTTP layer, never
+#: by a caller (a second framing next to the body's own is how requests are smuggled).
+FRAMING_HEADERS = frozenset(
+    {"content-length", "transfer-encoding", "host", "connection", "upgrade", "te", "trailer", "keep-alive",
+     "proxy-connection", "expect"}
+)
+
+
 class Headers(Option):
-    """Extra request headers: a dict of header names to values that HTTP can carry.
-    Values are never shown in an error (they may be keys)."""
+    """Extra request headers: a dict of header names to values that HTTP can carry, none
+    of them one that frames the request (:data:`FRAMING_HEADERS`). Values are never shown
+    in an error (they may be keys)."""
 
     expected = "a dict of header names to string values"
     secret = True
 
     def accepts(self, value: Any) -> bool:
-        return isinstance(value, dict) and all(header_problem(k, v) is None for k, v in value.items())
+        return isinstance(value, dict) and all(_header_trouble(k, v) is None for k, v in value.items())
 
     def check(self, provider: str, name: str, value: Any) -> None:
         if not isinstance(value, dict):
             super().check(provider, name, value)
         for key, item in value.items():
-            problem = header_problem(key, item)
+            problem = _header_trouble(key, item)
             if problem is not None:
                 raise InvalidArgumentError(f"{provider}: option {name!r}: {problem}", provider=provider)
+
+
+def _header_trouble(name: Any, value: Any) -> Optional[str]:
+    problem = header_problem(name, value)
+    if problem is None and name.lower() in FRAMING_HEADERS:
+        return f"{name!r} frames the request or its connection, which the HTTP layer does itself; leave it out"
+    return problem
 
 
 class ListOf(Option):

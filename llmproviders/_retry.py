@@ -117,12 +117,12 @@ def run_attempts(
             if delay is None or call.aborted:
                 error.attempts = failures
                 raise
-            failures.append(error)
             retry += 1
             log.debug("%s: attempt %d failed (%s); retrying in %.2f s", call.provider, retry, error, delay)
-            if not call.sleep(delay):
+            if not call.sleep(delay):  # aborted during the backoff
                 error.attempts = failures
                 raise
+            failures.append(error)
             continue
         commit(reply)
         try:

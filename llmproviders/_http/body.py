@@ -16,6 +16,7 @@ dropped; it never takes more than a second, and usually no time at all.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from typing import Any, Callable, Iterator, Optional
 
@@ -107,7 +108,11 @@ def drain(
     buffered = getattr(getattr(raw, "_fp", None), "fp", None)  # http.client's buffered reader
     try:
         sock.settimeout(0.0)
-        if buffered is not None and not buffered.peek(1):  # nothing here yet
+        try:
+            ready = buffered is None or buffered.peek(1)
+        except ssl.SSLWantReadError:  # TLS, non-blocking: nothing decrypted yet (not an error)
+            ready = b""
+        if not ready:  # nothing here yet
             left = remaining()
             timeout = wait if left is None else max(0.0, min(wait, left))
             # poll, not select: select fails on descriptors numbered 1024 and up

@@ -31,6 +31,8 @@ from .body import JSON_LIMIT, drain, open_reader, read_json
 from .deadline import DEFAULT_TIMEOUT, Stopper, TimeoutArg, check_deadline, resolve_timeout, unwatch, watch
 from .errors import (
     OFFLINE_HINT,
+    SafeCause,
+    reason,
     aborted_error,
     body_error,
     check_status,
@@ -143,7 +145,20 @@ class Call:
                     raise aborted_error(self.provider)
                 if stopper.expired:  # the watchdog cut the status line or headers short
                     raise deadline_error(self.provider, self.deadline, started=False)
-                check_status(response, provider=self.provider, redact=self._redact, classify=self._status_error)
+                try:
+                    check_status(
+                        response,
+                        provider=self.provider,
+                        redact=self._redact,
+                        classify=self._status_error,
+                        proxied=self._proxies is not None,
+                    )
+                except LLMProvidersError:
+                    if stopper.aborted:  # the error body's read was cut short on purpose: say so
+                        raise aborted_error(self.provider) from None
+                    if stopper.past_deadline():
+                        raise deadline_error(self.provider, self.deadline, started=False) from None
+                    raise
                 yield exchange
                 exchange._drain()  # the protocol is done (no exception, no early stop)
             finally:
@@ -168,6 +183,7 @@ class Call:
                 raise deadline_error(self.provider, self.deadline, started=False)
             timeout = (min(timeout[0], left), min(timeout[1], left))
         session = session_for(self.owner)  # looked up per request: a forked child gets its own
+        failure: Optional[Tuple[LLMProvidersError, BaseException]] = None
         try:
             with sending(stopper):
                 response = session.request(
@@ -192,13 +208,20 @@ class Call:
             ) from None
         except requests.exceptions.RequestException as exc:
             if stopper.aborted:
-                raise aborted_error(self.provider) from exc
-            if stopper.past_deadline():
-                raise deadline_error(self.provider, self.deadline, started=False) from exc
-            raise request_error(exc, provider=self.provider, url=url, timeout=self.timeout, hint=self._hint) from exc
+                error = aborted_error(self.provider)
+            elif stopper.past_deadline():
+                error = deadline_error(self.provider, self.deadline, started=False)
+            else:
+                error = request_error(exc, provider=self.provider, url=url, timeout=self.timeout, hint=self._hint)
+            if self._redact is None:  # no secrets in the URL: keep requests' error as the cause
+                raise error from exc
+            # requests' error shows the URL: raised outside this block, with a cause that does not
+            failure = (error, SafeCause(f"{type(exc).__name__}: {reason(exc)}"))
         finally:
             if self._proxies:
                 forget_old_proxies(session, url)
+        if failure is not None:
+            raise failure[0] from failure[1]
         log.debug(
             "%s: %s %s %s in %.0f ms",
             self.provider,

@@ -39,6 +39,7 @@ from .urls import host_of, redact_url
 
 __all__ = [
     "FramingError",
+    "SafeCause",
     "excerpt",
     "parse_retry_after",
     "check_status",
@@ -58,6 +59,11 @@ OFFLINE_HINT = (
     "; the site is offline: run the embedded emulator (`python -m llmproviders emulator`, "
     "or llmproviders.testing.Emulator) and point LLMPROVIDERS_BASE_URL (or base_url=) at it"
 )
+
+
+class SafeCause(Exception):
+    """Stands in for a ``requests`` error as the cause of ours when the request's URL
+    carries secrets (a password, query values), which that error's message shows."""
 
 
 class FramingError(http.client.HTTPException):
@@ -101,12 +107,14 @@ def check_status(
     provider: str,
     redact: Optional[Callable[[str], str]] = None,
     classify: Optional[Callable[[ResponseStatusError, Any], Optional[LLMProvidersError]]] = None,
+    proxied: bool = False,
 ) -> None:
     """Raise the library's error for a non-2xx status or a 2xx HTML page; return
     quietly for a usable response (whose body is then left unread). ``redact`` hides
     the call's secrets in the body as it is taken in (a server may echo a key).
     ``classify`` (the provider's) may name a more precise error for a status error
-    from its decoded JSON body (a context overflow, say); None keeps the generic one."""
+    from its decoded JSON body (a context overflow, say); None keeps the generic one.
+    ``proxied``: the request went through a proxy, which may be who answered."""
     status = response.status_code
     content_type = response.headers.get("Content-Type", "").lower()
     if 200 <= status < 300 and not content_type.startswith("text/html"):
@@ -117,6 +125,8 @@ def check_status(
     html = content_type.startswith("text/html") or text.lstrip()[:15].lower().startswith(("<!doctype html", "<html"))
     summary = _summarize(text, html=html)
     host = host_of(response.url or "")
+    if proxied:  # the proxy may have answered itself (a 502 when it cannot reach the host)
+        host += " (through the proxy)"
     headers = response.headers
     if redact is not None:  # a server may echo a key in a header too
         headers = requests.structures.CaseInsensitiveDict({name: redact(value) for name, value in headers.items()})
@@ -267,11 +277,30 @@ def request_error(
             url=safe_url,
             location=location,
         )
+    if _malformed_response(exc):
+        return ProtocolError(f"{provider}: {host} sent a malformed response ({reason(exc)})", provider=provider)
     if isinstance(exc, requests.exceptions.ProxyError):
         return TransportError(f"{provider}: the proxy failed ({reason(exc)})", **where)
     if isinstance(exc, requests.exceptions.SSLError):
         return TransportError(f"{provider}: TLS with {host} failed ({reason(exc)}){hint}", **where)
     return TransportError(f"{provider}: could not reach {host} ({reason(exc)}){hint}", **where)
+
+
+def _malformed_response(exc: BaseException) -> bool:
+    """Whether ``exc`` came of a response head the server got wrong (not of the network)."""
+    seen = set()
+    current: Optional[BaseException] = exc
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (FramingError, urllib3.exceptions.InvalidHeader)):
+            return True
+        stack += [getattr(current, "reason", None), current.__cause__, current.__context__]
+        stack += [arg for arg in current.args if isinstance(arg, BaseException)]
+    return False
 
 
 def redirect_error(
@@ -342,6 +371,8 @@ def _find_reason(exc: BaseException) -> str:
             return "the host name could not be resolved"
         if isinstance(current, FramingError):
             return str(current)
+        if isinstance(current, urllib3.exceptions.InvalidHeader):
+            return "malformed response headers"
         if isinstance(current, OSError) and current.strerror:
             found = current.strerror
         elif isinstance(current, urllib3.exceptions.ReadTimeoutError):

@@ -40,7 +40,7 @@ def header_problem(name: Any, value: Any) -> Optional[str]:
         else:
             problem = f"has a control character at position {bad.start()}"
         return f"the value of header {name!r} {problem} (the value is not shown)"
-    if value[:1] in (" ", "\t") or value[-1:] in (" ", "\t"):
+    if value[:1].isspace() or value[-1:] in (" ", "\t"):  # (requests refuses any leading whitespace)
         return f"the value of header {name!r} starts or ends with whitespace (the value is not shown)"
     return None
 

@@ -143,6 +143,15 @@ class FinalResponse(http.client.HTTPResponse):
         super().begin()
         if self.status == 101:
             self.will_close = True
+        headers = self.msg
+        lengths = {value.strip() for field in headers.get_all("Content-Length") or () for value in field.split(",")}
+        if len(lengths) > 1:
+            self.close()
+            raise FramingError("a response with conflicting Content-Length values")
+        if headers.get("Transfer-Encoding") is not None and (lengths or self.version == 10):
+            # Framed two ways (RFC 9112, 6.1 and 6.3): whichever framing the reader follows,
+            # what the other says may still come. The connection ends with this response.
+            self.will_close = True
 
 
 class _ConnectionHooks:
@@ -151,6 +160,33 @@ class _ConnectionHooks:
 
     response_class = FinalResponse
     sock: Any
+
+    def connect(self) -> Any:
+        # urllib3 connects before request() for https (and through proxies): a deadline
+        # or abort must reach the TLS handshake and a proxy's CONNECT too.
+        stopper: Optional[Stopper] = getattr(_sending, "stopper", None)
+        if stopper is not None:
+            stopper.attach(self)
+        try:
+            return super().connect()  # type: ignore[misc]
+        finally:
+            handle = self.__dict__.pop("_llm_handle", None)
+            if handle is not None:
+                if stopper is not None:
+                    stopper.attach(self, self.sock)  # the connected socket, from here on
+                handle.close()
+
+    def _new_conn(self) -> Any:
+        sock = super()._new_conn()  # type: ignore[misc]
+        stopper: Optional[Stopper] = getattr(_sending, "stopper", None)
+        if stopper is not None:
+            # Wrapping for TLS takes the descriptor off ``sock`` (the SSL socket is nobody's
+            # until the handshake ends): a second handle on the same connection lets a stop
+            # shut it down meanwhile. (It shuts down the connection, not just a descriptor.)
+            handle = sock.dup()
+            self._llm_handle = handle
+            stopper.attach(self, handle)  # shuts it down at once if the call stopped while it connected
+        return sock
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
         stopper: Optional[Stopper] = getattr(_sending, "stopper", None)
@@ -218,7 +254,11 @@ class _Session(requests.Session):
     """A session that follows redirects only within the origin of the response."""
 
     def get_redirect_target(self, resp: requests.Response) -> Optional[str]:
-        target = super().get_redirect_target(resp)
+        try:
+            target = super().get_redirect_target(resp)
+        except UnicodeDecodeError:  # requests decodes Location as UTF-8
+            resp.close()
+            raise CrossOrigin(resp.status_code, resp.url, "", resp.headers) from None
         if target is None:
             return None
         try:

@@ -9,7 +9,7 @@ request, on whatever connection, with the next answer; each call must get its ow
 
 import pytest
 
-from llmproviders import GPROChat, ResponseStatusError, TransportError, Ylokh
+from llmproviders import GPROChat, ProtocolError, ResponseStatusError, TransportError, Ylokh
 from llmproviders import _http
 
 from .rawhttp import ScriptedServer, text_reply
@@ -68,7 +68,7 @@ def test_interim_responses_are_skipped_and_each_call_gets_its_own_reply(interim)
 def test_an_interim_response_flood_is_refused_and_the_connection_dropped():
     flood = [EARLY_HINTS * 40, text_reply("never read")]
     with ScriptedServer([flood, [text_reply(SECOND)]]) as server:
-        with pytest.raises(TransportError, match="more than 32 interim") as info:
+        with pytest.raises(ProtocolError, match="more than 32 interim") as info:  # a malformed response
             gpro(server)
         assert gpro(server) == SECOND
     assert "HTTP 103" not in str(info.value)
@@ -78,7 +78,7 @@ def test_an_interim_response_flood_is_refused_and_the_connection_dropped():
 def test_interim_responses_with_huge_headers_are_refused():
     hint = b"HTTP/1.1 103 Early Hints\r\n" + b"Link: </x.css>; rel=preload\r\n" * 3000 + b"\r\n"  # 90 KB
     with ScriptedServer([[hint, text_reply("never read")], [text_reply(SECOND)]]) as server:
-        with pytest.raises(TransportError, match="interim"):
+        with pytest.raises(ProtocolError, match="interim"):
             gpro(server)
         assert gpro(server) == SECOND
     assert [seen.connection for seen in server.seen] == [0, 1]
