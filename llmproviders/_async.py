@@ -36,6 +36,7 @@ import _thread
 import asyncio
 import collections
 import itertools
+import logging
 import threading
 import weakref
 from types import TracebackType
@@ -50,6 +51,7 @@ DEFAULT_ASYNC_LIMIT = 64
 BUFFER_SIZE = 1024  # deltas buffered ahead of a slow consumer
 LAUNCHER_IDLE = 0.5  # seconds the launcher thread waits for more work before it exits
 _names = itertools.count(1)
+log = logging.getLogger(__name__)
 
 
 class _Limiter:
@@ -266,7 +268,7 @@ class _Launcher:
         (visible in ``threading.enumerate()``), or be it if that fails."""
         try:
             threading.Thread(target=self._run, name="llmproviders-launcher", daemon=True).start()
-        except RuntimeError:
+        except Exception:  # e.g. RuntimeError: can't start new thread
             self._run()
 
     def _run(self) -> None:
@@ -283,7 +285,10 @@ class _Launcher:
                 if jobs and self._active.acquire(blocking=False):
                     continue
                 return
-            worker.launch()
+            try:
+                worker.launch()
+            except Exception:  # its stream's close() failed; its consumers were woken anyway
+                log.exception("llmproviders: closing an async stream failed")
 
     def _drain(self) -> None:
         while True:
