@@ -37,6 +37,7 @@ import asyncio
 import collections
 import itertools
 import logging
+import os
 import threading
 import weakref
 from types import TracebackType
@@ -114,6 +115,13 @@ class _Limiter:
             if not waiter.done():
                 return waiter
         return None
+
+    def reset(self) -> None:
+        """Forget every slot and waiter (in a forked child: they were the parent's)."""
+        self._lock = threading.Lock()
+        self.running = 0
+        self._waiters.clear()
+        self._granted.clear()
 
     def set_limit(self, limit: int) -> None:
         with self._lock:
@@ -346,6 +354,19 @@ ABORTS_AT_ONCE = 8
 _aborts = _Aborts(ABORTS_AT_ONCE)
 
 
+def _after_fork_in_child() -> None:
+    """A forked child has none of its parent's threads: the launcher's lock or the
+    abort tokens they held, and the limiter's slots, would never come back."""
+    global _launcher, _aborts
+    _launcher = _Launcher()
+    _aborts = _Aborts(ABORTS_AT_ONCE)
+    _limiter.reset()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class _Worker:
     """The state a worker thread shares with its consumer. The thread holds only this,
     never the :class:`AsyncStream`, so dropping the facade can stop the worker."""
@@ -433,6 +454,8 @@ class _Worker:
         try:
             self.stream.close()
         finally:
+            if self.slot:  # before the consumer wakes: a stream that has ended holds no slot
+                _limiter.release()
             fresh: List[Tuple["asyncio.Future[None]", _LoopWaker]] = []
             with self.lock:
                 self.finished = True
@@ -441,8 +464,6 @@ class _Worker:
             for waiter, waker in waiters:
                 if not waiter.done():  # not cancelled: after a mass cancellation, no wake-ups
                     waker.wake(waiter)
-            if self.slot:
-                _limiter.release()
             if aborting:
                 _aborts.give_back()
 

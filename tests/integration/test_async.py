@@ -515,3 +515,34 @@ def test_closing_a_stream_that_never_ran_happens_off_the_loop():
 
     inner = asyncio.run(main())
     assert inner.closed and closed_in == ["llmproviders-launcher"]
+
+
+def test_a_forked_child_can_stream_while_the_parents_launcher_is_alive(emulator):
+    """The launcher lingers after its last start; a child forked meanwhile has no such
+    thread, and must not wait for it (nor for the parent's slots and abort tokens)."""
+    import os
+
+    async def one(index):
+        messages = [{"role": "user", "content": f"fork {index}"}]
+        return await asyncio.wait_for(Ylokh.create_async(None, messages, base_url=emulator.base_url, timeout=5), 10)
+
+    assert asyncio.run(one(0)) == reply_for([{"role": "user", "content": "fork 0"}])
+    assert any(t.name == "llmproviders-launcher" for t in threading.enumerate())
+    pid = os.fork()
+    if pid == 0:  # the child: exit code 0 only if its own stream works
+        code = 1
+        try:
+            code = 0 if asyncio.run(one(1)) == reply_for([{"role": "user", "content": "fork 1"}]) else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung")
+    assert os.waitstatus_to_exitcode(status) == 0
