@@ -39,9 +39,10 @@ import itertools
 import logging
 import os
 import threading
+import time
 import weakref
 from types import TracebackType
-from typing import Any, AsyncIterator, Callable, Deque, Dict, List, Optional, Set, Tuple, Type
+from typing import Any, AsyncIterator, Callable, Deque, Dict, List, Optional, Protocol, Set, Tuple, Type
 
 from ._exceptions import StreamInterruptedError
 from ._stream import Stream
@@ -238,6 +239,10 @@ def get_async_limit() -> int:
     return _limiter.limit
 
 
+class _Job(Protocol):
+    def launch(self) -> None: ...
+
+
 class _Launcher:
     """Starts worker threads off the event loop, one launcher thread for the process.
 
@@ -252,13 +257,13 @@ class _Launcher:
     """
 
     def __init__(self) -> None:
-        self._jobs: Deque["_Worker"] = collections.deque()
+        self._jobs: Deque[_Job] = collections.deque()
         self._active = threading.Lock()  # held on behalf of the running launcher
         self._signal = threading.Lock()  # unlocked: a job may have arrived (a binary semaphore)
 
-    def submit(self, worker: "_Worker") -> None:
-        """Queue ``worker`` to be launched; from any thread, without blocking."""
-        self._jobs.append(worker)
+    def submit(self, job: _Job) -> None:
+        """Queue ``job`` to be launched; from any thread, without blocking."""
+        self._jobs.append(job)
         if self._active.acquire(blocking=False):  # no launcher is running: spawn one
             try:
                 _thread.start_new_thread(self._spawn, ())
@@ -283,7 +288,7 @@ class _Launcher:
         jobs = self._jobs
         while True:
             try:
-                worker = jobs.popleft()
+                job = jobs.popleft()
             except IndexError:
                 if self._signal.acquire(timeout=LAUNCHER_IDLE):
                     continue  # signalled: look again
@@ -294,17 +299,17 @@ class _Launcher:
                     continue
                 return
             try:
-                worker.launch()
+                job.launch()
             except Exception:  # its stream's close() failed; its consumers were woken anyway
                 log.exception("llmproviders: closing an async stream failed")
 
     def _drain(self) -> None:
         while True:
             try:
-                worker = self._jobs.popleft()
+                job = self._jobs.popleft()
             except IndexError:
                 return
-            worker.launch()
+            job.launch()
 
 
 _launcher = _Launcher()
@@ -317,14 +322,20 @@ class _Aborts:
     hundred microseconds of Python. Cancelling 1,000 streams at once woke 1,000
     threads that all wanted the GIL at once, and the loop queued behind them for half
     a second. So an abort takes one of a few tokens, and a worker gives its token back
-    when it has finished (a single stop is still aborted at once). Lock-free: deque
-    operations are atomic, and whoever queues an abort or gives a token back drains
-    the queue afterwards, so no abort is left behind.
+    when it has finished (a single stop is still aborted at once). A worker that has
+    not finished :data:`ABORT_GRACE` seconds after its abort (a read that an abort
+    cannot wake) loses its token to the next abort, so it holds up no other stream.
+
+    Lock-free: deque operations are atomic, and whoever queues an abort or gives a
+    token back drains the queue afterwards, so no abort is left behind; while every
+    token is out, the launcher thread looks again once the oldest one is overdue.
     """
 
     def __init__(self, size: int) -> None:
         self._tokens: Deque[bool] = collections.deque([True] * size)
         self._pending: Deque["_Worker"] = collections.deque()
+        self._held: Deque["_Worker"] = collections.deque()  # aborted with a token, oldest first
+        self._nudging = False  # the launcher will look again
 
     def request(self, worker: "_Worker") -> None:
         self._pending.append(worker)
@@ -340,17 +351,59 @@ class _Aborts:
             try:
                 tokens.pop()
             except IndexError:
-                return  # every token is out: each holder drains when it gives its token back
+                if self._reclaim():
+                    continue
+                self._nudge()  # every token is out, none overdue: each holder drains when it gives its token back
+                return
             try:
                 worker = pending.popleft()
             except IndexError:  # another thread took it: look again
                 tokens.append(True)
                 continue
-            if not worker.abort():  # it had finished already
+            if worker.abort():
+                self._held.append(worker)
+            else:  # it had finished already
                 tokens.append(True)
+
+    def _reclaim(self) -> bool:
+        """Take the token of the oldest holder back if it is overdue; True if so."""
+        held, now = self._held, time.monotonic()
+        while True:
+            try:
+                worker = held.popleft()
+            except IndexError:
+                return False
+            with worker.lock:  # finish() reads ``aborting`` under it to give its token back
+                if not worker.aborting:
+                    continue  # it has finished and given its token back
+                overdue = now - worker.aborted_at >= ABORT_GRACE
+                if overdue:
+                    worker.aborting = False  # its finish() gives nothing back
+            if not overdue:
+                held.appendleft(worker)
+                return False
+            self._tokens.append(True)
+            return True
+
+    def _nudge(self) -> None:
+        if not self._nudging:
+            self._nudging = True
+            _launcher.submit(self)
+
+    def launch(self) -> None:
+        """In the launcher thread: wait until the oldest token is overdue, then drain."""
+        try:
+            oldest = self._held[0]
+        except IndexError:
+            pass
+        else:
+            time.sleep(min(ABORT_GRACE, max(0.0, oldest.aborted_at + ABORT_GRACE - time.monotonic())))
+        self._nudging = False
+        self._drain()
 
 
 ABORTS_AT_ONCE = 8
+ABORT_GRACE = 0.05  # seconds an aborted worker has to finish before its token goes to the next abort
 _aborts = _Aborts(ABORTS_AT_ONCE)
 
 
@@ -388,6 +441,7 @@ class _Worker:
         self.finished = False
         self.stopping = False
         self.aborting = False  # holds a token of _aborts, given back when it finishes
+        self.aborted_at = 0.0  # time.monotonic() of the abort
         self.blocked = False  # the worker waits for room in a full buffer
         self.error: Optional[BaseException] = None
         self.thread: Optional[threading.Thread] = None
@@ -503,6 +557,7 @@ class _Worker:
     def abort(self) -> bool:
         """Wake the worker's blocked read, holding a token of :data:`_aborts` that
         :meth:`finish` gives back; False if it has finished already."""
+        self.aborted_at = time.monotonic()
         with self.lock:
             if self.finished:
                 return False

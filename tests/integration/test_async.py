@@ -546,3 +546,41 @@ def test_a_forked_child_can_stream_while_the_parents_launcher_is_alive(emulator)
         os.waitpid(pid, 0)
         pytest.fail("the forked child hung")
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_streams_whose_abort_cannot_wake_them_do_not_hold_up_other_aborts(emulator):
+    """Aborts are staggered, a few at a time, each until its worker has finished; a
+    worker whose read no abort can wake must not keep another stream open."""
+    from llmproviders._async import ABORTS_AT_ONCE, AsyncStream
+    from llmproviders._stream import Stream
+
+    release = threading.Event()
+
+    def stuck():
+        yield "a"
+        release.wait(10)  # a read that no abort can wake
+        yield "b"
+
+    plan = emulator.plan(path="/api/generate", pieces=["a", "b"], step=True)  # holds "b" back
+
+    async def main():
+        streams = [
+            AsyncStream(Stream(stuck(), provider="x", model="m", abort=lambda: None)) for _ in range(ABORTS_AT_ONCE + 2)
+        ]
+        streams.append(GPROChat.create_async_generator(None, MESSAGES, base_url=emulator.base_url, timeout=20))
+        for stream in streams:
+            assert await asyncio.wait_for(stream.__anext__(), 5) == "a"
+        waits = [asyncio.ensure_future(stream.__anext__()) for stream in streams]
+        await asyncio.sleep(0.05)
+        for wait in waits:  # the stuck ones first: they take every token
+            wait.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+
+    started = time.monotonic()
+    try:
+        asyncio.run(main())
+        assert plan.wait(5) == "client-disconnected"  # the emulator's stream was aborted
+        assert time.monotonic() - started < 3.0
+    finally:
+        release.set()
+    assert wait_for_no_workers() == []
