@@ -18,7 +18,9 @@ runs, which takes milliseconds once many threads compete for the GIL (1,000 stre
 started on the loop froze it for seconds), so worker threads are started by a
 launcher thread and the loop only queues them (:class:`_Launcher`). Streams are
 closed in their worker (or the launcher), never on the loop, and the loop takes a
-lock only for a few instructions, never one held across I/O.
+lock only for a few instructions, never one held across I/O or a GIL switch. Stopped
+streams are aborted a few at a time (:class:`_Aborts`), so that cancelling 1,000 of
+them does not wake 1,000 threads that the loop would then queue behind for the GIL.
 
 At most :func:`get_async_limit` streams (default 64) run at once in the process;
 further streams wait for a slot without holding a thread. Change it with
@@ -254,6 +256,7 @@ class _Launcher:
     it was stopped before it ran. The launcher exits after :data:`LAUNCHER_IDLE`
     seconds without work; the next submission spawns it again through
     ``_thread.start_new_thread``, which, unlike ``Thread.start()``, does not wait.
+    (It also runs :class:`_Aborts`' second look while every abort token is out.)
     """
 
     def __init__(self) -> None:

@@ -1,13 +1,14 @@
 """The asyncio facade never blocks the event loop (issue 11 item 7): a heartbeat task
 keeps ticking while 1,000 streams start, run and are cancelled against the emulator.
 
-The gap measured is the heartbeat's longest interval between ticks. What the test
-itself does on the loop is spread out the way an application would: it creates and
-cancels its streams 50 per loop iteration (creating a stream is the caller's own
-synchronous work, validation and building the request, about 50 µs each), and the
-garbage collector is paused while the heartbeat runs (a full collection walks every
-object of the process, ~100 ms with 1,000 streams and the emulator in it on a
-shared 2-core machine; plain threads pay it alike, and the benchmark reports it).
+The gap measured is the heartbeat's longest interval between ticks. The emulator runs
+in a child process (its 1,000 connection threads would otherwise share the GIL with
+the loop). What the test itself does on the loop is spread out the way an application
+would: it creates and cancels its streams 50 per loop iteration (creating a stream is
+the caller's own synchronous work, validation and building the request, about 50 µs
+each), and the garbage collector is paused while the heartbeat runs (a full collection
+holds the GIL while it walks every object of the process, 50-200 ms with 1,000 streams
+on a shared 2-core machine; plain threads pay it alike, and the benchmark reports it).
 Before the fix each worker thread was started on the loop, and ``Thread.start()``
 waits for the new thread: the loop stood still for seconds.
 """
@@ -50,7 +51,7 @@ class Heartbeat:
     def __init__(self) -> None:
         self.longest = 0.0
         self.ticks = 0
-        self.gaps = []  # (gap, seconds since start) of the gaps over MAX_GAP / 2, for the message
+        self.gaps = []  # the gaps over MAX_GAP / 2 and when they began, for the failure message
         self._task = None
 
     async def _beat(self) -> None:
