@@ -406,7 +406,7 @@ class _Aborts:
 
 
 ABORTS_AT_ONCE = 8
-ABORT_GRACE = 0.05  # seconds an aborted worker has to finish before its token goes to the next abort
+ABORT_GRACE = 0.5  # seconds an aborted worker has to finish before its token goes to the next abort
 _aborts = _Aborts(ABORTS_AT_ONCE)
 
 

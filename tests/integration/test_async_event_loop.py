@@ -123,8 +123,9 @@ def thousand_streams():
 
 
 EMULATOR = """
-import collections, json, sys
+import collections, json, os, sys
 from llmproviders.testing import Emulator
+os.nice(10)  # it stands for a remote server: on busy cores, the process under test runs first
 with Emulator(pace=float(sys.argv[1])) as emulator:
     print(emulator.base_url, flush=True)
     sys.stdin.readline()  # the test is done: how did the responses end? (a pacing thread
