@@ -256,13 +256,21 @@ class _Launcher:
     it was stopped before it ran. The launcher exits after :data:`LAUNCHER_IDLE`
     seconds without work; the next submission spawns it again through
     ``_thread.start_new_thread``, which, unlike ``Thread.start()``, does not wait.
-    (It also runs :class:`_Aborts`' second look while every abort token is out.)
+    It also runs one timed job (:meth:`later`): :class:`_Aborts`' second look
+    while every abort token is out.
     """
 
     def __init__(self) -> None:
         self._jobs: Deque[_Job] = collections.deque()
         self._active = threading.Lock()  # held on behalf of the running launcher
         self._signal = threading.Lock()  # unlocked: a job may have arrived (a binary semaphore)
+        self._timed: Optional[Tuple[float, _Job]] = None  # a job to run at a time.monotonic()
+
+    def later(self, job: _Job, due: float) -> None:
+        """Run ``job`` in the launcher thread once ``time.monotonic()`` reaches ``due``,
+        without holding up launches meanwhile (one such job at a time)."""
+        self._timed = (due, job)
+        self.submit(_WAKE)  # a launcher runs, and looks at the time
 
     def submit(self, job: _Job) -> None:
         """Queue ``job`` to be launched; from any thread, without blocking."""
@@ -290,17 +298,23 @@ class _Launcher:
     def _run(self) -> None:
         jobs = self._jobs
         while True:
-            try:
-                job = jobs.popleft()
-            except IndexError:
-                if self._signal.acquire(timeout=LAUNCHER_IDLE):
-                    continue  # signalled: look again
-                self._active.release()
-                # A job queued after the look but before the release found the launcher
-                # still active and only signalled: take it over, unless a new launcher has.
-                if jobs and self._active.acquire(blocking=False):
-                    continue
-                return
+            timed = self._timed
+            if timed is not None and timed[0] <= time.monotonic():
+                self._timed = None
+                job = timed[1]
+            else:
+                try:
+                    job = jobs.popleft()
+                except IndexError:
+                    wait = LAUNCHER_IDLE if timed is None else max(0.0, timed[0] - time.monotonic())
+                    if self._signal.acquire(timeout=wait) or self._timed is not None:
+                        continue  # signalled, or a timed job is due: look again
+                    self._active.release()
+                    # A job queued after the look but before the release found the launcher
+                    # still active and only signalled: take it over, unless a new launcher has.
+                    if (jobs or self._timed is not None) and self._active.acquire(blocking=False):
+                        continue
+                    return
             try:
                 job.launch()
             except Exception:  # its stream's close() failed; its consumers were woken anyway
@@ -315,6 +329,12 @@ class _Launcher:
             job.launch()
 
 
+class _Nothing:
+    def launch(self) -> None:
+        """Nothing: submitted only to wake the launcher."""
+
+
+_WAKE = _Nothing()
 _launcher = _Launcher()
 
 
@@ -356,7 +376,7 @@ class _Aborts:
             except IndexError:
                 if self._reclaim():
                     continue
-                self._nudge()  # every token is out, none overdue: each holder drains when it gives its token back
+                self._nudge()  # every token is out, none overdue: look again when one is
                 return
             try:
                 worker = pending.popleft()
@@ -389,18 +409,19 @@ class _Aborts:
             return True
 
     def _nudge(self) -> None:
-        if not self._nudging:
-            self._nudging = True
-            _launcher.submit(self)
+        """Have the launcher drain again when the oldest token becomes overdue (holders
+        that finish before then drain when they give their tokens back)."""
+        if self._nudging:
+            return
+        self._nudging = True
+        try:
+            due = self._held[0].aborted_at + ABORT_GRACE
+        except IndexError:
+            due = time.monotonic()
+        _launcher.later(self, due)
 
     def launch(self) -> None:
-        """In the launcher thread: wait until the oldest token is overdue, then drain."""
-        try:
-            oldest = self._held[0]
-        except IndexError:
-            pass
-        else:
-            time.sleep(min(ABORT_GRACE, max(0.0, oldest.aborted_at + ABORT_GRACE - time.monotonic())))
+        """In the launcher thread, when the oldest token may be overdue: drain again."""
         self._nudging = False
         self._drain()
 

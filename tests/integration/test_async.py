@@ -548,12 +548,15 @@ def test_a_forked_child_can_stream_while_the_parents_launcher_is_alive(emulator)
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-def test_streams_whose_abort_cannot_wake_them_do_not_hold_up_other_aborts(emulator):
+def test_streams_whose_abort_cannot_wake_them_do_not_hold_up_other_aborts_or_starts(emulator, monkeypatch):
     """Aborts are staggered, a few at a time, each until its worker has finished; a
-    worker whose read no abort can wake must not keep another stream open."""
+    worker whose read no abort can wake must not keep another stream open for longer
+    than the grace period, nor delay the start of new streams meanwhile."""
+    import llmproviders._async as facade
     from llmproviders._async import ABORTS_AT_ONCE, AsyncStream
     from llmproviders._stream import Stream
 
+    monkeypatch.setattr(facade, "ABORT_GRACE", 1.5)
     release = threading.Event()
 
     def stuck():
@@ -575,12 +578,16 @@ def test_streams_whose_abort_cannot_wake_them_do_not_hold_up_other_aborts(emulat
         for wait in waits:  # the stuck ones first: they take every token
             wait.cancel()
         await asyncio.gather(*waits, return_exceptions=True)
+        started = time.monotonic()  # while the aborts wait for the grace period to pass
+        text = await asyncio.wait_for(Ylokh.create_async(None, MESSAGES, base_url=emulator.base_url, timeout=5), 5)
+        return text, time.monotonic() - started
 
     started = time.monotonic()
     try:
-        asyncio.run(main())
+        text, took = asyncio.run(main())
+        assert text == reply_for(MESSAGES) and took < 1.0  # the launcher was not held up
         assert plan.wait(5) == "client-disconnected"  # the emulator's stream was aborted
-        assert time.monotonic() - started < 3.0
+        assert time.monotonic() - started < 1.5 + 3.0
     finally:
         release.set()
     assert wait_for_no_workers() == []
