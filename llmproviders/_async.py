@@ -18,9 +18,7 @@ runs, which takes milliseconds once many threads compete for the GIL (1,000 stre
 started on the loop froze it for seconds), so worker threads are started by a
 launcher thread and the loop only queues them (:class:`_Launcher`). Streams are
 closed in their worker (or the launcher), never on the loop, and the loop takes a
-lock only for a few instructions, never one held across I/O or a GIL switch. Stopped
-streams are aborted a few at a time (:class:`_Aborts`), so that cancelling 1,000 of
-them does not wake 1,000 threads that the loop would then queue behind for the GIL.
+lock only for a few instructions, never one held across I/O or a GIL switch.
 
 At most :func:`get_async_limit` streams (default 64) run at once in the process;
 further streams wait for a slot without holding a thread. Change it with
@@ -41,10 +39,9 @@ import itertools
 import logging
 import os
 import threading
-import time
 import weakref
 from types import TracebackType
-from typing import Any, AsyncIterator, Callable, Deque, Dict, List, Optional, Protocol, Set, Tuple, Type
+from typing import Any, AsyncIterator, Callable, Deque, Dict, List, Optional, Set, Tuple, Type
 
 from ._exceptions import StreamInterruptedError
 from ._stream import Stream
@@ -241,10 +238,6 @@ def get_async_limit() -> int:
     return _limiter.limit
 
 
-class _Job(Protocol):
-    def launch(self) -> None: ...
-
-
 class _Launcher:
     """Starts worker threads off the event loop, one launcher thread for the process.
 
@@ -256,25 +249,16 @@ class _Launcher:
     it was stopped before it ran. The launcher exits after :data:`LAUNCHER_IDLE`
     seconds without work; the next submission spawns it again through
     ``_thread.start_new_thread``, which, unlike ``Thread.start()``, does not wait.
-    It also runs one timed job (:meth:`later`): :class:`_Aborts`' second look
-    while every abort token is out.
     """
 
     def __init__(self) -> None:
-        self._jobs: Deque[_Job] = collections.deque()
+        self._jobs: Deque["_Worker"] = collections.deque()
         self._active = threading.Lock()  # held on behalf of the running launcher
         self._signal = threading.Lock()  # unlocked: a job may have arrived (a binary semaphore)
-        self._timed: Optional[Tuple[float, _Job]] = None  # a job to run at a time.monotonic()
 
-    def later(self, job: _Job, due: float) -> None:
-        """Run ``job`` in the launcher thread once ``time.monotonic()`` reaches ``due``,
-        without holding up launches meanwhile (one such job at a time)."""
-        self._timed = (due, job)
-        self.submit(_WAKE)  # a launcher runs, and looks at the time
-
-    def submit(self, job: _Job) -> None:
-        """Queue ``job`` to be launched; from any thread, without blocking."""
-        self._jobs.append(job)
+    def submit(self, worker: "_Worker") -> None:
+        """Queue ``worker`` to be launched; from any thread, without blocking."""
+        self._jobs.append(worker)
         if self._active.acquire(blocking=False):  # no launcher is running: spawn one
             try:
                 _thread.start_new_thread(self._spawn, ())
@@ -298,145 +282,39 @@ class _Launcher:
     def _run(self) -> None:
         jobs = self._jobs
         while True:
-            timed = self._timed
-            if timed is not None and timed[0] <= time.monotonic():
-                self._timed = None
-                job = timed[1]
-            else:
-                try:
-                    job = jobs.popleft()
-                except IndexError:
-                    wait = LAUNCHER_IDLE if timed is None else max(0.0, timed[0] - time.monotonic())
-                    if self._signal.acquire(timeout=wait) or self._timed is not None:
-                        continue  # signalled, or a timed job is due: look again
-                    self._active.release()
-                    # A job queued after the look but before the release found the launcher
-                    # still active and only signalled: take it over, unless a new launcher has.
-                    if (jobs or self._timed is not None) and self._active.acquire(blocking=False):
-                        continue
-                    return
             try:
-                job.launch()
+                worker = jobs.popleft()
+            except IndexError:
+                if self._signal.acquire(timeout=LAUNCHER_IDLE):
+                    continue  # signalled: look again
+                self._active.release()
+                # A job queued after the look but before the release found the launcher
+                # still active and only signalled: take it over, unless a new launcher has.
+                if jobs and self._active.acquire(blocking=False):
+                    continue
+                return
+            try:
+                worker.launch()
             except Exception:  # its stream's close() failed; its consumers were woken anyway
                 log.exception("llmproviders: closing an async stream failed")
 
     def _drain(self) -> None:
         while True:
             try:
-                job = self._jobs.popleft()
+                worker = self._jobs.popleft()
             except IndexError:
                 return
-            job.launch()
+            worker.launch()
 
 
-class _Nothing:
-    def launch(self) -> None:
-        """Nothing: submitted only to wake the launcher."""
-
-
-_WAKE = _Nothing()
 _launcher = _Launcher()
 
 
-class _Aborts:
-    """Aborts the reads of stopped workers, at most :data:`ABORTS_AT_ONCE` at a time.
-
-    An aborted read makes its worker run the stream's error path and close it, a few
-    hundred microseconds of Python. Cancelling 1,000 streams at once woke 1,000
-    threads that all wanted the GIL at once, and the loop queued behind them for half
-    a second. So an abort takes one of a few tokens, and a worker gives its token back
-    when it has finished (a single stop is still aborted at once). A worker that has
-    not finished :data:`ABORT_GRACE` seconds after its abort (a read that an abort
-    cannot wake) loses its token to the next abort, so it holds up no other stream.
-
-    Lock-free: deque operations are atomic, and whoever queues an abort or gives a
-    token back drains the queue afterwards, so no abort is left behind; while every
-    token is out, the launcher thread looks again once the oldest one is overdue.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._tokens: Deque[bool] = collections.deque([True] * size)
-        self._pending: Deque["_Worker"] = collections.deque()
-        self._held: Deque["_Worker"] = collections.deque()  # aborted with a token, oldest first
-        self._nudging = False  # the launcher will look again
-
-    def request(self, worker: "_Worker") -> None:
-        self._pending.append(worker)
-        self._drain()
-
-    def give_back(self) -> None:
-        self._tokens.append(True)
-        self._drain()
-
-    def _drain(self) -> None:
-        pending, tokens = self._pending, self._tokens
-        while pending:
-            try:
-                tokens.pop()
-            except IndexError:
-                if self._reclaim():
-                    continue
-                self._nudge()  # every token is out, none overdue: look again when one is
-                return
-            try:
-                worker = pending.popleft()
-            except IndexError:  # another thread took it: look again
-                tokens.append(True)
-                continue
-            if worker.abort():
-                self._held.append(worker)
-            else:  # it had finished already
-                tokens.append(True)
-
-    def _reclaim(self) -> bool:
-        """Take the token of the oldest holder back if it is overdue; True if so."""
-        held, now = self._held, time.monotonic()
-        while True:
-            try:
-                worker = held.popleft()
-            except IndexError:
-                return False
-            with worker.lock:  # finish() reads ``aborting`` under it to give its token back
-                if not worker.aborting:
-                    continue  # it has finished and given its token back
-                overdue = now - worker.aborted_at >= ABORT_GRACE
-                if overdue:
-                    worker.aborting = False  # its finish() gives nothing back
-            if not overdue:
-                held.appendleft(worker)
-                return False
-            self._tokens.append(True)
-            return True
-
-    def _nudge(self) -> None:
-        """Have the launcher drain again when the oldest token becomes overdue (holders
-        that finish before then drain when they give their tokens back)."""
-        if self._nudging:
-            return
-        self._nudging = True
-        try:
-            due = self._held[0].aborted_at + ABORT_GRACE
-        except IndexError:
-            due = time.monotonic()
-        _launcher.later(self, due)
-
-    def launch(self) -> None:
-        """In the launcher thread, when the oldest token may be overdue: drain again."""
-        self._nudging = False
-        self._drain()
-
-
-ABORTS_AT_ONCE = 8
-ABORT_GRACE = 0.5  # seconds an aborted worker has to finish before its token goes to the next abort
-_aborts = _Aborts(ABORTS_AT_ONCE)
-
-
 def _after_fork_in_child() -> None:
-    """A forked child has none of its parent's threads: the launcher's lock or the
-    abort tokens they held, and the limiter's slots, would never come back."""
-    global _launcher, _aborts
+    """A forked child has none of its parent's threads: the launcher's lock and the
+    limiter's slots they held would never come back."""
+    global _launcher
     _launcher = _Launcher()
-    _aborts = _Aborts(ABORTS_AT_ONCE)
     _limiter.reset()
 
 
@@ -464,8 +342,6 @@ class _Worker:
         self.slot = False  # holds a slot of the limiter, freed when it finishes
         self.finished = False
         self.stopping = False
-        self.aborting = False  # holds a token of _aborts, given back when it finishes
-        self.aborted_at = 0.0  # time.monotonic() of the abort
         self.blocked = False  # the worker waits for room in a full buffer
         self.error: Optional[BaseException] = None
         self.thread: Optional[threading.Thread] = None
@@ -528,22 +404,19 @@ class _Worker:
 
     def finish(self) -> None:
         """Close the stream (in this thread: its generator is not running here now),
-        then wake every parked consumer and free the slot."""
+        then free the slot and wake every parked consumer."""
         try:
             self.stream.close()
         finally:
             if self.slot:  # before the consumer wakes: a stream that has ended holds no slot
                 _limiter.release()
             fresh: List[Tuple["asyncio.Future[None]", _LoopWaker]] = []
-            with self.lock:
+            with self.lock:  # nothing allocated under it: no garbage collection, no finalizer
                 self.finished = True
                 waiters, self.waiters = self.waiters, fresh
-                aborting = self.aborting
             for waiter, waker in waiters:
                 if not waiter.done():  # not cancelled: after a mass cancellation, no wake-ups
                     waker.wake(waiter)
-            if aborting:
-                _aborts.give_back()
 
     def wake(self) -> None:
         """Resolve the futures of parked consumers (any thread)."""
@@ -566,8 +439,7 @@ class _Worker:
         return waiter
 
     def stop(self) -> None:
-        """Ask the worker to stop now, from any thread; its blocked read is aborted
-        (at once, unless many are being aborted: see :class:`_Aborts`)."""
+        """Ask the worker to stop now, from any thread; wakes a blocked read."""
         with self.lock:  # the worker checks ``stopping`` under it before it waits for room
             self.stopping = True
             finished, blocked = self.finished, self.blocked
@@ -576,18 +448,7 @@ class _Worker:
         if blocked:
             with self.room:
                 self.room.notify_all()
-        _aborts.request(self)
-
-    def abort(self) -> bool:
-        """Wake the worker's blocked read, holding a token of :data:`_aborts` that
-        :meth:`finish` gives back; False if it has finished already."""
-        self.aborted_at = time.monotonic()
-        with self.lock:
-            if self.finished:
-                return False
-            self.aborting = True
         self.stream.abort()
-        return True
 
 
 class AsyncStream(AsyncIterator[str]):

@@ -519,7 +519,7 @@ def test_closing_a_stream_that_never_ran_happens_off_the_loop():
 
 def test_a_forked_child_can_stream_while_the_parents_launcher_is_alive(emulator):
     """The launcher lingers after its last start; a child forked meanwhile has no such
-    thread, and must not wait for it (nor for the parent's slots and abort tokens)."""
+    thread, and must not wait for it (nor for the parent's slots of the limiter)."""
     import os
 
     async def one(index):
@@ -547,47 +547,3 @@ def test_a_forked_child_can_stream_while_the_parents_launcher_is_alive(emulator)
         pytest.fail("the forked child hung")
     assert os.waitstatus_to_exitcode(status) == 0
 
-
-def test_streams_whose_abort_cannot_wake_them_do_not_hold_up_other_aborts_or_starts(emulator, monkeypatch):
-    """Aborts are staggered, a few at a time, each until its worker has finished; a
-    worker whose read no abort can wake must not keep another stream open for longer
-    than the grace period, nor delay the start of new streams meanwhile."""
-    import llmproviders._async as facade
-    from llmproviders._async import ABORTS_AT_ONCE, AsyncStream
-    from llmproviders._stream import Stream
-
-    monkeypatch.setattr(facade, "ABORT_GRACE", 1.5)
-    release = threading.Event()
-
-    def stuck():
-        yield "a"
-        release.wait(10)  # a read that no abort can wake
-        yield "b"
-
-    plan = emulator.plan(path="/api/generate", pieces=["a", "b"], step=True)  # holds "b" back
-
-    async def main():
-        streams = [
-            AsyncStream(Stream(stuck(), provider="x", model="m", abort=lambda: None)) for _ in range(ABORTS_AT_ONCE + 2)
-        ]
-        streams.append(GPROChat.create_async_generator(None, MESSAGES, base_url=emulator.base_url, timeout=20))
-        for stream in streams:
-            assert await asyncio.wait_for(stream.__anext__(), 5) == "a"
-        waits = [asyncio.ensure_future(stream.__anext__()) for stream in streams]
-        await asyncio.sleep(0.05)
-        for wait in waits:  # the stuck ones first: they take every token
-            wait.cancel()
-        await asyncio.gather(*waits, return_exceptions=True)
-        started = time.monotonic()  # while the aborts wait for the grace period to pass
-        text = await asyncio.wait_for(Ylokh.create_async(None, MESSAGES, base_url=emulator.base_url, timeout=5), 5)
-        return text, time.monotonic() - started
-
-    started = time.monotonic()
-    try:
-        text, took = asyncio.run(main())
-        assert text == reply_for(MESSAGES) and took < 1.0  # the launcher was not held up
-        assert plan.wait(5) == "client-disconnected"  # the emulator's stream was aborted
-        assert time.monotonic() - started < 1.5 + 3.0
-    finally:
-        release.set()
-    assert wait_for_no_workers() == []

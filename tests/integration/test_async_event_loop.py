@@ -4,17 +4,15 @@ keeps ticking while 1,000 streams start, run and are cancelled against the emula
 The gap measured is the heartbeat's longest interval between ticks. The emulator runs
 in a child process (its 1,000 connection threads would otherwise share the GIL with
 the loop). What the test itself does on the loop is spread out the way an application
-would: it creates and cancels its streams 50 per loop iteration (creating a stream is
-the caller's own synchronous work, validation and building the request, about 50 µs
-each), it cancels them 50 every 50 ms (each cancellation ends a thread; 1,000 threads
-ending at once keep the GIL busy for up to a second on a loaded 2-core machine, and the
-loop waits its turn: the facade staggers its aborts, but streams that see the stop at
-their next delta end on their own), and the garbage collector is paused while the
-heartbeat runs (a full collection holds the GIL while it walks every object of the
+would: it creates its streams 50 per loop iteration (creating a stream is the caller's
+own synchronous work, validation and building the request, about 50 µs each); it
+cancels them 50 every 50 ms (each cancellation ends a thread, a few hundred µs of
+Python: 1,000 threads ending at once keep the GIL busy, and on a loaded 2-core machine
+the loop then waited its turn for 75-150 ms); and the garbage collector is paused while
+the heartbeat runs (a full collection holds the GIL while it walks every object of the
 process, 50-200 ms with 1,000 streams; plain threads pay it alike, and the benchmark
-reports it).
-Before the fix each worker thread was started on the loop, and ``Thread.start()``
-waits for the new thread: the loop stood still for seconds.
+reports it). Before the fix each worker thread was started on the loop, and
+``Thread.start()`` waits for the new thread: the loop stood still for seconds.
 """
 
 import asyncio
