@@ -13,6 +13,13 @@ to stop and the socket is shut down, which wakes a read blocked in the worker; t
 worker then closes the synchronous stream itself, so the HTTP response is closed
 promptly and no thread outlives its stream.
 
+Nothing here blocks the event loop: ``Thread.start()`` waits until the new thread
+runs, which takes milliseconds once many threads compete for the GIL (1,000 streams
+started on the loop froze it for seconds), so worker threads are started by a
+launcher thread and the loop only queues them (:class:`_Launcher`). Streams are
+closed in their worker (or the launcher), never on the loop, and the loop takes a
+lock only for a few instructions, never one held across I/O or a GIL switch.
+
 At most :func:`get_async_limit` streams (default 64) run at once in the process;
 further streams wait for a slot without holding a thread. Change it with
 :func:`set_async_limit`.
@@ -25,9 +32,12 @@ Example usage::
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import collections
 import itertools
+import logging
+import os
 import threading
 import weakref
 from types import TracebackType
@@ -40,7 +50,9 @@ __all__ = ["AsyncStream", "set_async_limit", "get_async_limit", "DEFAULT_ASYNC_L
 
 DEFAULT_ASYNC_LIMIT = 64
 BUFFER_SIZE = 1024  # deltas buffered ahead of a slow consumer
+LAUNCHER_IDLE = 0.5  # seconds the launcher thread waits for more work before it exits
 _names = itertools.count(1)
+log = logging.getLogger(__name__)
 
 
 class _Limiter:
@@ -77,38 +89,65 @@ class _Limiter:
             self._granted.discard(waiter)
 
     def release(self) -> None:
-        """Give the slot to the next waiter that can still take it, or free it."""
-        with self._lock:
-            while self._waiters:
-                waiter = self._waiters.popleft()
-                if _wake(waiter):
-                    self._granted.add(waiter)
-                    return  # the slot goes to the waiter; running stays the same
-            self.running -= 1
+        """Give the slot to the next waiter that can still take it, or free it.
+        The wake-up (a write to the waiter's loop) happens outside the lock, so the
+        loop never waits for this lock while a worker is in a system call."""
+        while True:
+            with self._lock:
+                if not self._waiters:  # the usual case, without a call under the lock
+                    self.running -= 1
+                    return
+                waiter = self._next_waiter()
+                if waiter is None:
+                    self.running -= 1
+                    return
+                self._granted.add(waiter)  # the slot goes to the waiter; running stays the same
+            if _wake(waiter):
+                return
+            with self._lock:  # its loop is closed, it will never take the slot: try the next
+                self._granted.discard(waiter)
+
+    def _next_waiter(self) -> Optional["asyncio.Future[None]"]:
+        """The first waiter still waiting (call with the lock held). A cancelled one is
+        skipped: its ``acquire`` removes nothing and passes nothing on."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                return waiter
+        return None
+
+    def reset(self) -> None:
+        """Forget every slot and waiter (in a forked child: they were the parent's)."""
+        self._lock = threading.Lock()
+        self.running = 0
+        self._waiters.clear()
+        self._granted.clear()
 
     def set_limit(self, limit: int) -> None:
         with self._lock:
             self.limit = limit
             grant = []
-            while self._waiters and self.running < self.limit:
-                waiter = self._waiters.popleft()
+            while self.running < self.limit:
+                waiter = self._next_waiter()
+                if waiter is None:
+                    break
                 self.running += 1
-                if _wake(waiter):
-                    self._granted.add(waiter)
-                else:
-                    grant.append(waiter)
-        for _ in grant:  # those waiters were gone already: give their slots back
-            self.release()
+                self._granted.add(waiter)
+                grant.append(waiter)
+        for waiter in grant:
+            if not _wake(waiter):  # its loop is closed: give the slot back
+                with self._lock:
+                    self._granted.discard(waiter)
+                self.release()
 
 
 def _wake(future: "asyncio.Future[None]") -> bool:
-    """Resolve ``future`` from any thread; False if its loop is closed or it is done."""
+    """Resolve ``future`` from any thread (unless it is done by then); False if its
+    loop is closed, so that it will never run."""
     def resolve() -> None:
         if not future.done():
             future.set_result(None)
 
-    if future.done():
-        return False
     try:
         future.get_loop().call_soon_threadsafe(resolve)
     except RuntimeError:  # the loop is closed
@@ -119,10 +158,14 @@ def _wake(future: "asyncio.Future[None]") -> bool:
 _limiter = _Limiter(DEFAULT_ASYNC_LIMIT)
 
 
-class _Batch(List["asyncio.Future[None]"]):
-    """Futures waiting for one scheduled ``_resolve`` (weakly referable)."""
+class _Batch(Deque["asyncio.Future[None]"]):
+    """Futures waiting for one scheduled ``_resolve`` (deques are weakly referable)."""
 
-    __slots__ = ("__weakref__",)
+    __slots__ = ()
+
+
+def _no_batch() -> Optional[_Batch]:
+    return None
 
 
 class _LoopWaker:
@@ -131,6 +174,12 @@ class _LoopWaker:
     writing to the loop's self-pipe (with many streams at once, most deltas then cost
     no system call and no extra loop iteration).
 
+    It takes no lock: a lock here was held by worker threads that the GIL could
+    switch away from, and the loop's ``_resolve`` then waited for them. A future
+    appended to a batch is either seen by that batch's ``_resolve`` (which retires
+    the batch before it drains it) or, if the batch was retired meanwhile, goes out
+    in a new batch; resolving twice is harmless.
+
     Only the scheduled callback holds its batch of futures (the waker keeps a weak
     reference): if a loop drops the callback (closed or discarded without running
     again), the batch and the loop go with it, and the next wake-up schedules anew.
@@ -138,17 +187,16 @@ class _LoopWaker:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = weakref.ref(loop)  # a dict keyed weakly by the loop holds this
-        self._lock = threading.Lock()
-        self._batch: Callable[[], Optional[_Batch]] = lambda: None  # the scheduled one, weakly
+        self._batch: Callable[[], Optional[_Batch]] = _no_batch  # the scheduled one, weakly
 
     def wake(self, future: "asyncio.Future[None]") -> None:
-        with self._lock:
-            batch = self._batch()
-            if batch is not None:
-                batch.append(future)
+        batch = self._batch()
+        if batch is not None:
+            batch.append(future)
+            if self._batch() is batch:  # not retired yet: its _resolve will see the future
                 return
-            batch = _Batch([future])
-            self._batch = weakref.ref(batch)
+        batch = _Batch((future,))
+        self._batch = weakref.ref(batch)
         loop = self._loop()
         if loop is None:
             return  # the loop is gone: nobody is waiting any more
@@ -158,11 +206,10 @@ class _LoopWaker:
             pass
 
     def _resolve(self, batch: _Batch) -> None:
-        with self._lock:
-            if self._batch() is batch:
-                self._batch = lambda: None  # later wake-ups start a new batch
-            futures = list(batch)
-        for future in futures:
+        if self._batch() is batch:
+            self._batch = _no_batch  # retired: later wake-ups start a new batch
+        while batch:
+            future = batch.popleft()
             if not future.done():
                 future.set_result(None)
 
@@ -191,6 +238,90 @@ def get_async_limit() -> int:
     return _limiter.limit
 
 
+class _Launcher:
+    """Starts worker threads off the event loop, one launcher thread for the process.
+
+    ``Thread.start()`` returns only once the new thread runs, and with many threads
+    competing for the GIL that takes milliseconds: on the event loop, 1,000 starts
+    froze it for seconds. So the loop only queues a worker (:meth:`submit` never
+    blocks: an atomic append and non-blocking lock operations, so it is also safe
+    from a finalizer) and the launcher thread starts it, or finishes it at once if
+    it was stopped before it ran. The launcher exits after :data:`LAUNCHER_IDLE`
+    seconds without work; the next submission spawns it again through
+    ``_thread.start_new_thread``, which, unlike ``Thread.start()``, does not wait.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: Deque["_Worker"] = collections.deque()
+        self._active = threading.Lock()  # held on behalf of the running launcher
+        self._signal = threading.Lock()  # unlocked: a job may have arrived (a binary semaphore)
+
+    def submit(self, worker: "_Worker") -> None:
+        """Queue ``worker`` to be launched; from any thread, without blocking."""
+        self._jobs.append(worker)
+        if self._active.acquire(blocking=False):  # no launcher is running: spawn one
+            try:
+                _thread.start_new_thread(self._spawn, ())
+            except RuntimeError:  # no thread to be had (at exit, or out of threads)
+                self._active.release()
+                self._drain()  # here, then: Thread.start() fails alike and hands its error over
+            return
+        try:
+            self._signal.release()  # wake the launcher if it is waiting
+        except RuntimeError:  # already signalled
+            pass
+
+    def _spawn(self) -> None:
+        """In a bare ``_thread`` thread: start the launcher as a named daemon thread
+        (visible in ``threading.enumerate()``), or be it if that fails."""
+        try:
+            threading.Thread(target=self._run, name="llmproviders-launcher", daemon=True).start()
+        except Exception:  # e.g. RuntimeError: can't start new thread
+            self._run()
+
+    def _run(self) -> None:
+        jobs = self._jobs
+        while True:
+            try:
+                worker = jobs.popleft()
+            except IndexError:
+                if self._signal.acquire(timeout=LAUNCHER_IDLE):
+                    continue  # signalled: look again
+                self._active.release()
+                # A job queued after the look but before the release found the launcher
+                # still active and only signalled: take it over, unless a new launcher has.
+                if jobs and self._active.acquire(blocking=False):
+                    continue
+                return
+            try:
+                worker.launch()
+            except Exception:  # its stream's close() failed; its consumers were woken anyway
+                log.exception("llmproviders: closing an async stream failed")
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                worker = self._jobs.popleft()
+            except IndexError:
+                return
+            worker.launch()
+
+
+_launcher = _Launcher()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of its parent's threads: the launcher's lock and the
+    limiter's slots they held would never come back."""
+    global _launcher
+    _launcher = _Launcher()
+    _limiter.reset()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class _Worker:
     """The state a worker thread shares with its consumer. The thread holds only this,
     never the :class:`AsyncStream`, so dropping the facade can stop the worker."""
@@ -198,10 +329,17 @@ class _Worker:
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
         self.buffer: Deque[str] = collections.deque()
-        self.lock = threading.Condition(threading.Lock())
+        #: Guards ``waiters`` and ``finished``. Held only for a few instructions without
+        #: calls, so the GIL never switches away from a thread holding it and the loop
+        #: never waits for it behind other threads. (Python code that ``Condition``
+        #: runs while holding its lock gave the GIL up: a convoy.)
+        self.lock = threading.Lock()
+        self.room = threading.Condition(self.lock)  # the worker waits here for room in the buffer
         #: Consumers parked until something happens, each with the waker of its loop.
         self.waiters: List[Tuple["asyncio.Future[None]", _LoopWaker]] = []
         self.waker: Optional[_LoopWaker] = None  # the waker of the loop that parked last
+        self.submitted = False  # handed to the launcher (to run, or only to close)
+        self.slot = False  # holds a slot of the limiter, freed when it finishes
         self.finished = False
         self.stopping = False
         self.blocked = False  # the worker waits for room in a full buffer
@@ -209,21 +347,48 @@ class _Worker:
         self.thread: Optional[threading.Thread] = None
 
     def start(self) -> None:
+        """Have the launcher start the worker thread (it holds a slot of the limiter)."""
+        self.submitted = self.slot = True
+        _launcher.submit(self)
+
+    def discard(self) -> None:
+        """Close a stream that never ran, off the calling thread (closing a stream can
+        wait on its socket); it finishes like a worker, waking parked consumers."""
+        if self.submitted:
+            return
+        self.submitted = self.stopping = True
+        _launcher.submit(self)
+
+    def launch(self) -> None:
+        """In the launcher thread: start the worker thread, unless the consumer has
+        stopped already (then no thread: just close the stream)."""
+        if self.stopping:
+            self.finish()
+            return
         self.thread = threading.Thread(target=self.run, name=f"llmproviders-stream-{next(_names)}", daemon=True)
-        self.thread.start()
+        try:
+            self.thread.start()
+        except BaseException as exc:  # e.g. RuntimeError: can't start new thread
+            self.thread = None
+            with self.lock:
+                if not self.stopping:
+                    self.error = exc  # the consumer raises it
+            self.finish()
 
     def run(self) -> None:
         """Move deltas into the buffer. The lock is taken only to wait for room or to
         wake a parked consumer; ``deque.append`` itself is atomic. A consumer that
         parks re-checks the buffer afterwards, so an append it raced with is not lost."""
-        buffer, lock = self.buffer, self.lock
+        buffer = self.buffer
         try:
+            if self.stopping:  # stopped while the thread was starting: send nothing
+                return
             for delta in self.stream:
                 if len(buffer) >= BUFFER_SIZE:
-                    with lock:
+                    with self.room:
                         while len(buffer) >= BUFFER_SIZE and not self.stopping:
                             self.blocked = True
-                            lock.wait(0.5)  # woken by the consumer; the timeout is a safety net
+                            self.room.wait(0.5)  # woken by the consumer; the timeout is a safety net
                         self.blocked = False
                 buffer.append(delta)  # before the stop check: the stream recorded it as yielded
                 if self.stopping:
@@ -231,26 +396,36 @@ class _Worker:
                 if self.waiters:
                     self.wake()
         except BaseException as exc:  # handed to the consumer, which re-raises it
-            with lock:
+            with self.lock:
                 if not self.stopping:
                     self.error = exc
         finally:
-            try:
-                self.stream.close()  # in this thread: the generator is not running here now
-            finally:
-                with lock:
-                    self.finished = True
-                    waiters, self.waiters = self.waiters, []
-                for waiter, waker in waiters:
-                    waker.wake(waiter)
+            self.finish()
+
+    def finish(self) -> None:
+        """Close the stream (in this thread: its generator is not running here now),
+        then free the slot and wake every parked consumer."""
+        try:
+            self.stream.close()
+        finally:
+            if self.slot:  # before the consumer wakes: a stream that has ended holds no slot
                 _limiter.release()
+            fresh: List[Tuple["asyncio.Future[None]", _LoopWaker]] = []
+            with self.lock:  # nothing allocated under it: no garbage collection, no finalizer
+                self.finished = True
+                waiters, self.waiters = self.waiters, fresh
+            for waiter, waker in waiters:
+                if not waiter.done():  # not cancelled: after a mass cancellation, no wake-ups
+                    waker.wake(waiter)
 
     def wake(self) -> None:
         """Resolve the futures of parked consumers (any thread)."""
-        with self.lock:
-            waiters, self.waiters = self.waiters, []
+        fresh: List[Tuple["asyncio.Future[None]", _LoopWaker]] = []
+        with self.lock:  # nothing allocated under it: no garbage collection, no finalizer
+            waiters, self.waiters = self.waiters, fresh
         for waiter, waker in waiters:
-            waker.wake(waiter)
+            if not waiter.done():
+                waker.wake(waiter)
 
     def park(self) -> "asyncio.Future[None]":
         """A future the worker resolves at its next delta or when it finishes.
@@ -265,11 +440,14 @@ class _Worker:
 
     def stop(self) -> None:
         """Ask the worker to stop now, from any thread; wakes a blocked read."""
-        with self.lock:
-            if self.finished:
-                return
+        with self.lock:  # the worker checks ``stopping`` under it before it waits for room
             self.stopping = True
-            self.lock.notify_all()
+            finished, blocked = self.finished, self.blocked
+        if finished:
+            return
+        if blocked:
+            with self.room:
+                self.room.notify_all()
         self.stream.abort()
 
 
@@ -284,7 +462,7 @@ class AsyncStream(AsyncIterator[str]):
     def __init__(self, stream: Stream) -> None:
         self._stream = stream
         self._worker = _Worker(stream)
-        self._started = False
+        self._started = False  # holds a slot; its worker is launched
         self._closed = False
         self._cancelled = False  # a wait for a delta was cancelled: the worker was stopped
 
@@ -316,7 +494,7 @@ class AsyncStream(AsyncIterator[str]):
                 _limiter.release()
                 raise StopAsyncIteration
             self._started = True
-            worker.start()
+            worker.start()  # queued for the launcher; we park below until it delivers
         buffer = worker.buffer
         while True:
             try:
@@ -325,8 +503,8 @@ class AsyncStream(AsyncIterator[str]):
                 pass
             else:
                 if worker.blocked:  # the worker waits for room: give it some
-                    with worker.lock:
-                        worker.lock.notify()
+                    with worker.room:
+                        worker.room.notify()
                 return delta
             with worker.lock:
                 if buffer:
@@ -352,10 +530,10 @@ class AsyncStream(AsyncIterator[str]):
     async def aclose(self) -> None:
         """Stop the stream, close its HTTP response and wait for its worker thread."""
         self._closed = True
-        if not self._started:
-            self._stream.close()
-            return
-        self._worker.stop()
+        if self._started:
+            self._worker.stop()
+        else:
+            self._worker.discard()
         await self._finished(clear=True)
 
     async def _finished(self, *, clear: bool) -> None:
@@ -403,7 +581,7 @@ class AsyncStream(AsyncIterator[str]):
             if self._started:
                 self._worker.stop()
             else:
-                self._stream.close()
+                self._worker.discard()
         except Exception:  # never raise from a finalizer  # pragma: no cover
             pass
 

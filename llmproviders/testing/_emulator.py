@@ -490,8 +490,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _peer_closed(self) -> bool:
         """Whether the client has closed its end (EOF waiting on the socket)."""
         try:
-            readable, _, _ = select.select([self.connection], [], [], 0)
-            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            if hasattr(select, "poll"):  # select() fails on descriptors >= 1024 (FD_SETSIZE)
+                poller = select.poll()
+                poller.register(self.connection, select.POLLIN)
+                readable = bool(poller.poll(0))
+            else:  # pragma: no cover (Windows)
+                readable = bool(select.select([self.connection], [], [], 0)[0])
+            return readable and self.connection.recv(1, socket.MSG_PEEK) == b""
         except (OSError, ValueError):
             return True
 

@@ -167,3 +167,97 @@ def _source() -> str:
         return "unknown (not a git checkout)"
     dirty = git("status", "--porcelain", "--", "llmproviders")
     return f"commit {commit}" + (" with uncommitted changes in llmproviders/" if dirty else "")
+
+
+class Heartbeat:
+    """A task that sleeps ``tick`` seconds at a time on the running event loop and
+    keeps the longest gap between its ticks: how long the loop stood still."""
+
+    def __init__(self, tick: float) -> None:
+        self.tick = tick
+        self.longest = 0.0
+        self._task: Any = None
+
+    async def _beat(self) -> None:
+        import asyncio
+
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(self.tick)
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - last)
+            last = now
+
+    def start(self) -> None:
+        import asyncio
+
+        self._task = asyncio.ensure_future(self._beat())
+
+    async def stop(self) -> float:
+        import asyncio
+
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        return self.longest
+
+
+class ThreadHeartbeat:
+    """The same from a thread that sleeps ``tick`` at a time (for plain threads)."""
+
+    def __init__(self, tick: float) -> None:
+        import threading
+
+        self.tick = tick
+        self.longest = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        last = time.perf_counter()
+        while not self._stop.wait(self.tick):
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - last)
+            last = now
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.longest
+
+
+class GCPauses:
+    """The garbage collector's pauses in this process (any thread): the longest, and
+    how many full (generation 2) collections ran. A collection holds the GIL, so the
+    event loop stands still for as long as it runs."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self.full = 0
+        self._started: Dict[int, float] = {}
+
+    def _callback(self, phase: str, info: Dict[str, int]) -> None:
+        import threading
+
+        ident = threading.get_ident()
+        if phase == "start":
+            self._started[ident] = time.perf_counter()
+            return
+        self.longest = max(self.longest, time.perf_counter() - self._started.pop(ident, time.perf_counter()))
+        self.full += info["generation"] == 2
+
+    def __enter__(self) -> "GCPauses":
+        import gc
+
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import gc
+
+        gc.callbacks.remove(self._callback)

@@ -1,7 +1,8 @@
 """Run the benchmark workloads and write ``results/RESULTS.md`` and ``results/throughput.png``.
 
-    pip install -e ".[bench]" && python -m tests.benchmarks            # all four, about 4.5 minutes
+    pip install -e ".[bench]" && python -m tests.benchmarks            # all five, about 6.5 minutes
     python -m tests.benchmarks latency memory                          # some (prints only)
+    python -m tests.benchmarks --only concurrency,many                 # the same
 
 One loopback server process serves every workload (``server.py``); the clients run in
 this process, or in fresh child processes where CPU time or RSS is measured.
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
-from . import bench_concurrency, bench_latency, bench_memory, bench_throughput
+from . import bench_concurrency, bench_latency, bench_many, bench_memory, bench_throughput
 from .harness import COMMAND, Section, machine, table, yes
 from .server import serve
 
@@ -24,6 +25,7 @@ WORKLOADS: Dict[str, Callable[[str], Section]] = {
     "latency": bench_latency.run,
     "concurrency": bench_concurrency.run,
     "memory": bench_memory.run,
+    "many": bench_many.run,
 }
 
 
@@ -82,8 +84,21 @@ def report(sections: List[Section], facts: List[Tuple[str, str]], seconds: float
     return "\n\n".join(parts) + "\n"
 
 
+def selected(argv: List[str]) -> List[str]:
+    """The workloads named by ``argv``: names, or ``--only a,b`` (every one if none)."""
+    names: List[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--only":
+            arg = next(args, "")
+        elif arg.startswith("--only="):
+            arg = arg[len("--only="):]
+        names += [name for name in arg.split(",") if name]
+    return names or list(WORKLOADS)
+
+
 def main(argv: List[str] = sys.argv[1:]) -> None:
-    names = argv or list(WORKLOADS)
+    names = selected(argv)
     unknown = [name for name in names if name not in WORKLOADS]
     if unknown:
         sys.exit(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")

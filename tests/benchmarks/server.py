@@ -16,7 +16,10 @@ client can be pointed at it with ``base_url=``::
   time, so even a body of tiny chunks leaves the server faster than any client reads.
 - Paced (``pace`` seconds > 0): one event per write, each carrying the server's
   ``time.monotonic()`` at send time as ``<12345.678901>``, written by one pacing
-  thread for all connections; the connection closes after the body.
+  thread for all connections, each on its own schedule; the connection closes after
+  the body. ``jitter`` (seconds) adds a random extra wait to every event's gap
+  (uniform in ``[0, jitter]``, seeded by ``id``); ``id=K`` sends ``<K.i>`` for event
+  ``i`` instead of the time stamp, so a client can check its text (:func:`paced_text`).
 - ``close=1``: a close-delimited body (no length, no chunked coding) instead of chunked.
 
 Run it in its own process with :func:`serve` (``python -m tests.benchmarks.server``
@@ -28,6 +31,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import random
 import select
 import socket
 import subprocess
@@ -50,7 +54,7 @@ CONTENT_TYPES = {
 
 
 def parse_spec(segment: str) -> Dict[str, str]:
-    spec = {"kind": "ndjson", "n": "100", "per": "1", "size": "6", "pace": "0", "close": "0"}
+    spec = {"kind": "ndjson", "n": "100", "per": "1", "size": "6", "pace": "0", "close": "0", "jitter": "0"}
     spec.update(item.partition("=")[::2] for item in segment.split(",") if "=" in item)
     if spec["kind"] not in CONTENT_TYPES:
         raise ValueError(f"unknown kind {spec['kind']!r}")
@@ -61,6 +65,11 @@ def piece(index: int, size: int) -> str:
     """The text of delta ``index``: ``size`` ASCII characters."""
     word = f"t{index} "
     return (word * (size // len(word) + 1))[:size]
+
+
+def paced_text(stream_id: str, index: int) -> str:
+    """The text of event ``index`` of a paced reply with ``id=stream_id``."""
+    return f"<{stream_id}.{index}>"
 
 
 def _openai(delta: dict, finish: Optional[str] = None) -> bytes:
@@ -148,7 +157,13 @@ class PacedReply:
         self.left, self.pace = int(spec["n"]), float(spec["pace"])
         self.chunked = spec["close"] != "1"
         self.sent: List[str] = []
-        self.due = time.monotonic() + self.pace
+        self.id = spec.get("id")
+        self.jitter = float(spec["jitter"])
+        self.random = random.Random(self.id)
+        self.due = time.monotonic() + self.gap()
+
+    def gap(self) -> float:
+        return self.pace + (self.random.uniform(0, self.jitter) if self.jitter else 0.0)
 
     def write(self, data: bytes) -> None:
         if data:
@@ -157,12 +172,12 @@ class PacedReply:
     def step(self) -> bool:
         """Send the next event (and the end of the body after the last); False when done."""
         try:
-            text = f"<{time.monotonic():.6f}>"
+            text = f"<{time.monotonic():.6f}>" if self.id is None else paced_text(self.id, len(self.sent))
             self.write(frame(self.kind, text))
             self.sent.append(text)
             self.left -= 1
             if self.left > 0:
-                self.due += self.pace
+                self.due += self.gap()
                 return True
             for data, count in closing(self.kind, [("".join(self.sent), 1)]):
                 self.write(data * count)
@@ -186,7 +201,7 @@ class Server:
     """Accepts connections on 127.0.0.1 and answers each in its own thread."""
 
     def __init__(self, port: int = 0) -> None:
-        self.listener = socket.create_server(("127.0.0.1", port), backlog=512)
+        self.listener = socket.create_server(("127.0.0.1", port), backlog=2048)  # 1,000 streams connect at once
         self.port = self.listener.getsockname()[1]
         self.pacer = Pacer()
         self._bodies: Dict[str, Segments] = {}

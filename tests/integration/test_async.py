@@ -464,3 +464,86 @@ def test_partial_after_a_cancelled_wait_is_what_was_received():
 
     received, partial = asyncio.run(main())
     assert received == partial == "a"
+
+
+def test_a_thread_that_cannot_start_is_the_consumers_error_and_frees_its_slot(emulator, monkeypatch):
+    """The launcher starts worker threads; when the system has no thread to give, the
+    consumer gets that error and the stream's slot of the limiter is freed."""
+    from llmproviders._async import _limiter
+
+    original = threading.Thread.start
+
+    def start(thread):
+        if thread.name.startswith("llmproviders-stream-"):
+            raise RuntimeError("can't start new thread")
+        original(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+
+    async def main():
+        stream = Ylokh.create_async_generator(None, MESSAGES, base_url=emulator.base_url, timeout=5)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            await asyncio.wait_for(stream.__anext__(), 5)
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(stream.__anext__(), 5)
+
+    asyncio.run(main())
+    assert _limiter.running == 0
+    assert emulator.requests == []  # nothing was sent
+
+
+def test_closing_a_stream_that_never_ran_happens_off_the_loop():
+    """Closing a stream can wait on its socket; aclose() of one that never ran closes
+    it in the launcher thread, and waits for that without blocking the loop."""
+    from llmproviders._async import AsyncStream
+    from llmproviders._stream import Stream
+
+    closed_in = []
+
+    def deltas():
+        try:
+            yield "a"
+        finally:
+            closed_in.append(threading.current_thread().name)
+
+    async def main():
+        inner = Stream(deltas(), provider="x", model="m")
+        next(inner)  # started outside the facade: closing it runs the generator's finally
+        stream = AsyncStream(inner)
+        await asyncio.wait_for(stream.aclose(), 5)
+        return inner
+
+    inner = asyncio.run(main())
+    assert inner.closed and closed_in == ["llmproviders-launcher"]
+
+
+def test_a_forked_child_can_stream_while_the_parents_launcher_is_alive(emulator):
+    """The launcher lingers after its last start; a child forked meanwhile has no such
+    thread, and must not wait for it (nor for the parent's slots of the limiter)."""
+    import os
+
+    async def one(index):
+        messages = [{"role": "user", "content": f"fork {index}"}]
+        return await asyncio.wait_for(Ylokh.create_async(None, messages, base_url=emulator.base_url, timeout=5), 10)
+
+    assert asyncio.run(one(0)) == reply_for([{"role": "user", "content": "fork 0"}])
+    assert any(t.name == "llmproviders-launcher" for t in threading.enumerate())
+    pid = os.fork()
+    if pid == 0:  # the child: exit code 0 only if its own stream works
+        code = 1
+        try:
+            code = 0 if asyncio.run(one(1)) == reply_for([{"role": "user", "content": "fork 1"}]) else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung")
+    assert os.waitstatus_to_exitcode(status) == 0
+
