@@ -45,6 +45,7 @@ from typing import Any, AsyncIterator, Callable, Deque, Dict, List, Optional, Se
 
 from ._exceptions import StreamInterruptedError
 from ._stream import Stream
+from .events import Event, TextDelta, ToolCall, Usage
 
 __all__ = ["AsyncStream", "set_async_limit", "get_async_limit", "DEFAULT_ASYNC_LIMIT"]
 
@@ -328,7 +329,7 @@ class _Worker:
 
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
-        self.buffer: Deque[str] = collections.deque()
+        self.buffer: Deque[Any] = collections.deque()  # text (str) and the other events
         #: Guards ``waiters`` and ``finished``. Held only for a few instructions without
         #: calls, so the GIL never switches away from a thread holding it and the loop
         #: never waits for it behind other threads. (Python code that ``Condition``
@@ -383,7 +384,7 @@ class _Worker:
         try:
             if self.stopping:  # stopped while the thread was starting: send nothing
                 return
-            for delta in self.stream:
+            for delta in self.stream._items():  # text (str) and the other events
                 if len(buffer) >= BUFFER_SIZE:
                     with self.room:
                         while len(buffer) >= BUFFER_SIZE and not self.stopping:
@@ -479,10 +480,74 @@ class AsyncStream(AsyncIterator[str]):
         """What the upstream reported besides text (see :attr:`Stream.metadata`)."""
         return self._stream.metadata
 
+    # What the reply adds up to, as on Stream (what has arrived so far; read from the loop
+    # while the worker thread records it).
+
+    @property
+    def text(self) -> str:
+        return self._stream.text
+
+    @property
+    def reasoning(self) -> str:
+        return self._stream.reasoning
+
+    @property
+    def refusal(self) -> Optional[str]:
+        return self._stream.refusal
+
+    @property
+    def tool_calls(self) -> List[ToolCall]:
+        return self._stream.tool_calls
+
+    @property
+    def usage(self) -> Optional[Usage]:
+        return self._stream.usage
+
+    @property
+    def finish_reason(self) -> Optional[str]:
+        return self._stream.finish_reason
+
+    @property
+    def logprobs(self) -> List[Any]:
+        return self._stream.logprobs
+
+    @property
+    def message(self) -> Dict[str, Any]:
+        return self._stream.message
+
+    @property
+    def outcome(self) -> Optional[str]:
+        return self._stream.outcome
+
+    async def display(self) -> "AsyncStream":
+        """``await stream.display()``: the reply as live Markdown in Jupyter (see
+        :meth:`Stream.display`); returns the stream, consumed."""
+        from ._display import display_async
+
+        return await display_async(self)  # type: ignore[no-any-return]
+
+    async def json(self) -> Any:
+        """Read the stream to its end and return the reply's JSON (see :meth:`Stream.json`)."""
+        from ._stream import parse_json_reply
+
+        async with self:
+            async for _ in self:
+                pass
+        return parse_json_reply(self.text, provider=self.provider)
+
     def __aiter__(self) -> "AsyncStream":
         return self
 
     async def __anext__(self) -> str:
+        return await self._next(True)  # type: ignore[no-any-return]
+
+    def events(self) -> "AsyncIterator[Event]":
+        """The reply as typed events (``async for``), in wire order, text as
+        :class:`~llmproviders.TextDelta`; shares the stream's position with text iteration."""
+        return _Events(self)
+
+    async def _next(self, text_only: bool) -> Any:
+        """The next text delta (``text_only``), or the next event."""
         if self._cancelled:
             raise await self._interrupted()
         if self._closed:
@@ -505,6 +570,10 @@ class AsyncStream(AsyncIterator[str]):
                 if worker.blocked:  # the worker waits for room: give it some
                     with worker.room:
                         worker.room.notify()
+                if type(delta) is str:
+                    return delta if text_only else TextDelta(delta)
+                if text_only:
+                    continue  # another event: recorded on the stream, skipped by text iteration
                 return delta
             with worker.lock:
                 if buffer:
@@ -555,7 +624,7 @@ class AsyncStream(AsyncIterator[str]):
         await self._finished(clear=False)
         worker = self._worker
         received = self._stream.text
-        pending = sum(len(delta) for delta in worker.buffer)
+        pending = sum(len(delta) for delta in worker.buffer if type(delta) is str)
         worker.buffer.clear()
         self._closed = True
         return StreamInterruptedError(
@@ -588,6 +657,24 @@ class AsyncStream(AsyncIterator[str]):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<AsyncStream provider={self.provider} model={self.model!r} {state}>"
+
+
+class _Events(AsyncIterator["Event"]):
+    """``AsyncStream.events()``: the same stream, read as events."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: AsyncStream) -> None:
+        self._stream = stream
+
+    def __aiter__(self) -> "_Events":
+        return self
+
+    async def __anext__(self) -> "Event":
+        return await self._stream._next(False)  # type: ignore[no-any-return]
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 async def collect(stream: AsyncStream) -> str:

@@ -358,8 +358,8 @@ class AsyncChatCompletionStream(AsyncIterator[ChatCompletionChunk]):
     async def _run(self) -> AsyncIterator[ChatCompletionChunk]:
         builder = _Chunks(self.stream)
         async with self._deltas:
-            async for delta in self._deltas:
-                for chunk in builder.on_event(TextDelta(delta)):
+            async for event in self._deltas.events():
+                for chunk in builder.on_event(event):
                     yield chunk
         for chunk in builder.on_end():
             yield chunk

@@ -147,6 +147,24 @@ def _events(source: Iterator[Any], view: ReplyView) -> Iterator[Event]:
         view.finish(completed, error)
 
 
+def _items(source: Iterator[Any], view: ReplyView) -> Iterator[Any]:
+    """Every item of ``source`` as it is: text as ``str``, other events as they are (for
+    facades that sort them out themselves, such as the asyncio one)."""
+    completed, error = False, None
+    try:
+        for item in source:
+            yield item
+        completed = True
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        error = _attached(exc, view)
+        raise
+    finally:
+        source.close()  # type: ignore[attr-defined]
+        view.finish(completed, error)
+
+
 def _joined(source: Iterator[Any], view: ReplyView) -> Iterator[Any]:
     """``stream=False``: the whole text once, at the end, then the other events in order
     (a source of its own, so text iteration and :meth:`Stream.events` share it)."""
@@ -204,6 +222,7 @@ class Stream(Iterator[str]):
         self._iterator = _texts(source, view)
         self._next = self._iterator.__next__
         self._event_iterator: Optional[Iterator[Event]] = None
+        self._item_iterator: Optional[Iterator[Any]] = None
         self._abort = abort
 
     # -- iterating ----------------------------------------------------------------------
@@ -220,6 +239,13 @@ class Stream(Iterator[str]):
         if self._event_iterator is None:
             self._event_iterator = _events(self._source, self._view)
         return self._event_iterator
+
+    def _items(self) -> Iterator[Any]:
+        """Text (``str``) and the other events as they come, from the same position
+        (the asyncio facade's worker reads this)."""
+        if self._item_iterator is None:
+            self._item_iterator = _items(self._source, self._view)
+        return self._item_iterator
 
     # -- what the reply added up to ----------------------------------------------------------
 
@@ -296,7 +322,7 @@ class Stream(Iterator[str]):
     def close(self) -> None:
         """Stop the stream and release its connection. Safe to call more than once.
         ``text`` and the other properties stay readable."""
-        for iterator in (self._iterator, self._event_iterator, self._source):
+        for iterator in (self._iterator, self._event_iterator, self._item_iterator, self._source):
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()
