@@ -298,6 +298,7 @@ class _Launcher:
                 worker.launch()
             except Exception:  # its stream's close() failed; its consumers were woken anyway
                 log.exception("llmproviders: closing an async stream failed")
+            del worker  # idle, the launcher holds no stream (nor what an error of it refers to)
 
     def _drain(self) -> None:
         while True:
@@ -524,7 +525,7 @@ class AsyncStream(AsyncIterator[str]):
         :meth:`Stream.display`); returns the stream, consumed."""
         from ._display import display_async
 
-        return await display_async(self)  # type: ignore[no-any-return]
+        return await display_async(self)
 
     async def json(self) -> Any:
         """Read the stream to its end and return the reply's JSON (see :meth:`Stream.json`)."""

@@ -139,7 +139,7 @@ class _Reader(Generic[AnyStr]):
             if more and size < attempt_at and size <= limit:
                 continue
             attempt_at = size * 2
-            raw = parts[0][:0].join(parts) if parts else ""
+            raw: Any = parts[0][:0].join(parts) if parts else ""
             if self.binary:  # decode up to the last whole character; keep the bytes exact
                 whole = _utf8_boundary(raw)
                 text, undecoded = raw[:whole].decode("utf-8", "surrogateescape"), raw[whole:]

@@ -207,6 +207,7 @@ class Call:
                 headers=exc.headers,
             ) from None
         except requests.exceptions.RequestException as exc:
+            error: LLMProvidersError
             if stopper.aborted:
                 error = aborted_error(self.provider)
             elif stopper.past_deadline():

@@ -16,7 +16,7 @@ import math
 import re
 import socket
 import time
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import requests
 import requests.structures
@@ -290,7 +290,7 @@ def _malformed_response(exc: BaseException) -> bool:
     """Whether ``exc`` came of a response head the server got wrong (not of the network)."""
     seen = set()
     current: Optional[BaseException] = exc
-    stack = [exc]
+    stack: List[Optional[BaseException]] = [exc]
     while stack:
         current = stack.pop()
         if current is None or id(current) in seen:

@@ -35,9 +35,14 @@ def open_fds() -> int:
 
 
 def settle(predicate, timeout=5.0):
+    """Wait for ``predicate``, collecting garbage as threads finish: a worker or launcher
+    thread that ends after the test's own collection can leave a cycle (an error's
+    traceback refers to the stream that raised it) that only the next collection frees.
+    Only what stays reachable counts as a leak."""
     deadline = time.monotonic() + timeout
     while not predicate() and time.monotonic() < deadline:
         time.sleep(0.02)
+        gc.collect()
 
 
 @pytest.mark.timeout(180)
