@@ -17,9 +17,6 @@ import logging
 from typing import TYPE_CHECKING as _TYPE_CHECKING, Any as _Any
 
 from .__version__ import __version__
-from ._client import Client
-from ._completion import ChatCompletion
-from ._conversation import Conversation
 from ._exceptions import (
     AuthenticationError,
     CloudflareError,
@@ -46,7 +43,6 @@ from ._exceptions import (
     UnsupportedOptionError,
 )
 from .events import Event, Finish, ReasoningDelta, RefusalDelta, TextDelta, ToolCall, ToolCallDelta, Usage
-from ._fallback import RetryProvider
 from ._messages import Messages, format_prompt, image
 from ._provider import Provider, get_provider, list_providers, register_provider
 from ._retry import RetryPolicy
@@ -56,23 +52,45 @@ from .providers import Chatgpt4Online, FlowGpt, GPROChat, OpenAICompatible, Ylok
 if _TYPE_CHECKING:  # pragma: no cover
     from ._async import AsyncStream, get_async_limit, set_async_limit
     from ._batch import BatchError, BatchResult, BatchStore, ItemResult, batch
+    from ._client import Client
+    from ._completion import ChatCompletion
+    from ._conversation import Conversation
+    from ._fallback import RetryProvider
 
-_BATCH = {"batch", "BatchResult", "ItemResult", "BatchStore", "BatchError"}
-_LAZY = {"AsyncStream", "set_async_limit", "get_async_limit"} | _BATCH
+#: Names loaded when first used (PEP 562): the facades over the core (the asyncio one,
+#: the OpenAI-style client, conversations, batch jobs, fallback), so that ``import
+#: llmproviders`` costs little more than ``import requests``, and imports neither
+#: asyncio nor sqlite3.
+_LAZY = {
+    "AsyncStream": "_async",
+    "set_async_limit": "_async",
+    "get_async_limit": "_async",
+    "batch": "_batch",
+    "BatchResult": "_batch",
+    "ItemResult": "_batch",
+    "BatchStore": "_batch",
+    "BatchError": "_batch",
+    "Client": "_client",
+    "ChatCompletion": "_completion",
+    "Conversation": "_conversation",
+    "RetryProvider": "_fallback",
+}
 
 
 def __getattr__(name: str) -> _Any:
-    """The asyncio facade and batch jobs are imported when first used: ``import
-    llmproviders`` does not import asyncio (nor sqlite3 and concurrent.futures)."""
-    if name in _BATCH:
-        from . import _batch
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        return getattr(_batch, name)
-    if name in _LAZY:
-        from . import _async
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
 
-        return getattr(_async, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> _Any:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "__version__",

@@ -42,6 +42,7 @@ __all__ = [
     "iter_sse_events",
     "iter_json",
     "loads",
+    "decoder",
     "loads_frame",
     "preview",
     "RawEvent",
@@ -82,8 +83,21 @@ def _frame_decoder() -> Callable[[Any], Any]:
     return json.loads
 
 
-#: The JSON decoder of the hot path (see :func:`_frame_decoder`).
-loads: Callable[[Any], Any] = _frame_decoder()
+def decoder() -> Callable[[Any], Any]:
+    """The JSON decoder of the hot path (see :func:`_frame_decoder`), chosen when first
+    asked for: importing orjson costs more than the rest of the package's import."""
+    global loads
+    if loads is _first_loads:
+        loads = _frame_decoder()
+    return loads
+
+
+def _first_loads(data: Any) -> Any:
+    return decoder()(data)
+
+
+#: The JSON decoder of the hot path, once chosen (call :func:`decoder` to be sure it is).
+loads: Callable[[Any], Any] = _first_loads
 
 
 def preview(value: Any, redact: Optional[Callable[[str], str]] = None, limit: int = 120) -> str:
@@ -140,7 +154,7 @@ def iter_ndjson(
     """
     pending: List[bytes] = []  # pieces of the current, unterminated line
     pending_size = 0
-    decode = loads
+    decode = decoder()
     with reading:
         for chunk in chunks:
             if b"\n" not in chunk:

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Protocol
+from typing import Any, Callable, Iterator, List, Optional, Protocol, Tuple
 
 from ._exceptions import (
     CloudflareError,
@@ -34,15 +33,41 @@ __all__ = ["RetryPolicy", "is_retryable", "run_attempts", "resolve_retries"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
 class RetryPolicy:
-    """How a provider retries. ``max_retries`` is the number of retries after the
-    first attempt (openai-python's default is 2, and so is ours)."""
+    """How a provider retries (immutable). ``max_retries`` is the number of retries
+    after the first attempt (openai-python's default is 2, and so is ours);
+    ``initial_backoff`` the seconds before the first retry, doubled each time up to
+    ``max_backoff``; ``max_retry_after`` the longest ``Retry-After`` waited for."""
 
-    max_retries: int = 2
-    initial_backoff: float = 0.5  # seconds before the first retry, doubled each time
-    max_backoff: float = 8.0
-    max_retry_after: float = 60.0  # the longest Retry-After that is waited for
+    __slots__ = ("max_retries", "initial_backoff", "max_backoff", "max_retry_after")
+    max_retries: int
+    initial_backoff: float
+    max_backoff: float
+    max_retry_after: float
+
+    def __init__(
+        self, max_retries: int = 2, initial_backoff: float = 0.5, max_backoff: float = 8.0, max_retry_after: float = 60.0
+    ) -> None:
+        for name, value in zip(self.__slots__, (max_retries, initial_backoff, max_backoff, max_retry_after)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a RetryPolicy cannot be changed: make another (field {name!r})")
+
+    def _values(self) -> Tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return self._values() == other._values() if type(other) is RetryPolicy else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return "RetryPolicy(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__) + ")"
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (RetryPolicy, self._values())
 
     def backoff(self, retry: int, error: BaseException) -> float:
         """Seconds to wait before retry number ``retry`` (0-based)."""

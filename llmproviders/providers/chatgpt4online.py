@@ -19,9 +19,9 @@ import json
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from .._exceptions import ProtocolError, ReplyMismatchError, ResponseError, StreamInterruptedError
-from .._framing import RawEvent, loads, loads_frame, preview
+from .. import _framing
+from .._framing import RawEvent, loads_frame, preview
 from .._http import Call, header_problem
-from .._jsonstream import JSONStreamError, string_field, top_level_fields
 from .._messages import Messages, format_prompt, text_messages, validate_messages
 from .._provider import Provider, Request, register_provider
 from .._reply import Reply
@@ -91,7 +91,7 @@ class Chatgpt4Online(Provider):
 def _event(name: str, data: str, reply: Reply) -> Any:
     """What one event's data means: a piece of text, the end, or an error."""
     try:
-        event = loads(data)
+        event = _framing.loads(data)
     except (ValueError, RecursionError):
         event = _UNREAD
     if event is _UNREAD:  # (outside the except block: no context that keeps the frame)
@@ -170,6 +170,8 @@ def _mismatch(name: str, reply: Reply, whole: Callable[[], str]) -> ReplyMismatc
 def _big_event(name: str, frame: RawEvent, reply: Reply) -> Any:
     """An event too big to decode whole (in this protocol, only an ``end`` event repeats
     a whole reply): its reply is decoded piecewise and reconciled with the streamed text."""
+    from .._jsonstream import string_field, top_level_fields  # (only big events need it)
+
     fields: Dict[str, Any] = {}
     data = string_field(frame.pieces(), "data", fields)
     first = _checked(name, frame, reply, lambda: next(data, None))  # reading to the data tells the fields before it
@@ -183,6 +185,8 @@ def _big_event(name: str, frame: RawEvent, reply: Reply) -> Any:
 
 
 def _checked(name: str, frame: RawEvent, reply: Reply, step: Callable[[], Any]) -> Any:
+    from .._jsonstream import JSONStreamError
+
     try:
         return step()
     except JSONStreamError as exc:

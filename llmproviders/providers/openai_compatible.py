@@ -49,7 +49,7 @@ from .._exceptions import (
     ResponseStatusError,
     StreamInterruptedError,
 )
-from .._framing import loads, loads_frame, preview
+from .._framing import decoder, loads_frame, preview
 from .._http import Call, TimeoutArg, excerpt
 from .._options import AnyOf, Flag, Headers, Integer, ListOf, Number, Object, Option, Secret, Text, Tools
 from .._provider import BASE_URL_ENV, Provider, Request
@@ -231,7 +231,7 @@ class OpenAICompatible(Provider):
         data = frame.data
         chunk: Any = _UNREAD
         try:  # the usual chunk, a piece of text and nothing else, takes the short way
-            chunk = loads(data)
+            chunk = state.loads(data)
             choices = chunk["choices"]
             choice = choices[0]
             delta = choice["delta"]
@@ -360,9 +360,10 @@ def _outgoing(message: Dict[str, Any]) -> Dict[str, Any]:
 class _State:
     """One attempt's parsing state: think tags, tool-call numbering, choice index."""
 
-    __slots__ = ("think_tags", "mode", "pending", "plain", "whole", "choice", "calls")
+    __slots__ = ("think_tags", "mode", "pending", "plain", "whole", "choice", "calls", "loads")
 
     def __init__(self, think_tags: bool) -> None:
+        self.loads = decoder()
         self.think_tags = think_tags
         self.mode = "start" if think_tags else "text"  # start -> (think -> after ->) text
         self.pending = ""  # content held back: a tag may be split across chunks

@@ -12,7 +12,6 @@ from llmproviders import (
     ReasoningDelta,
     TextDelta,
     ToolCall,
-    ToolCallDelta,
 )
 from llmproviders.testing import YLOKH_PATH, reply_for, thinking_for
 

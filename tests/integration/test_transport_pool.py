@@ -9,7 +9,7 @@ request, on whatever connection, with the next answer; each call must get its ow
 
 import pytest
 
-from llmproviders import GPROChat, ProtocolError, ResponseStatusError, TransportError, Ylokh
+from llmproviders import GPROChat, ProtocolError, ResponseStatusError, Ylokh
 from llmproviders import _http
 
 from .rawhttp import ScriptedServer, text_reply

@@ -23,12 +23,12 @@ FRAME_TESTS = [
 
 def test_orjson_is_the_decoder_where_it_is_installed():
     orjson = pytest.importorskip("orjson")  # the test extra installs it
-    assert _framing.loads is orjson.loads
+    assert _framing.decoder() is orjson.loads
 
 
 def test_frame_tests_pass_with_the_standard_library_decoder():
     env = {**os.environ, "LLMPROVIDERS_JSON": "json"}
-    check = "from llmproviders import _framing; import json; assert _framing.loads is json.loads"
+    check = "from llmproviders import _framing; import json; assert _framing.decoder() is json.loads"
     subprocess.run([sys.executable, "-c", check], env=env, check=True, timeout=60)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *FRAME_TESTS],

@@ -10,7 +10,7 @@ import llmproviders
 
 
 def test_all_lists_exactly_the_public_names():
-    public = {name for name in vars(llmproviders) if not name.startswith("_")} | llmproviders._LAZY
+    public = {name for name in vars(llmproviders) if not name.startswith("_")} | set(llmproviders._LAZY)
     modules = {name for name in public if type(getattr(llmproviders, name)).__name__ == "module"}
     assert set(llmproviders.__all__) - {"__version__"} == public - modules
     for name in llmproviders.__all__:
