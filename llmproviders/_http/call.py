@@ -172,8 +172,10 @@ class Call:
     def _send(
         self, method: str, url: str, *, headers: Dict[str, str], json_body: Any, data: Optional[bytes], cookies: Any
     ) -> requests.Response:
-        safe_url = redact_url(url, query_keys=True)
-        log.debug("%s: %s %s", self.provider, method, safe_url)
+        debug = log.isEnabledFor(logging.DEBUG)
+        safe_url = redact_url(url, query_keys=True) if debug else ""
+        if debug:
+            log.debug("%s: %s %s", self.provider, method, safe_url)
         started = time.monotonic()
         timeout = self.timeout
         stopper = self._stopper
@@ -223,14 +225,15 @@ class Call:
                 forget_old_proxies(session, url)
         if failure is not None:
             raise failure[0] from failure[1]
-        log.debug(
-            "%s: %s %s %s in %.0f ms",
-            self.provider,
-            response.status_code,
-            method,
-            safe_url,
-            (time.monotonic() - started) * 1000,
-        )
+        if debug:
+            log.debug(
+                "%s: %s %s %s in %.0f ms",
+                self.provider,
+                response.status_code,
+                method,
+                safe_url,
+                (time.monotonic() - started) * 1000,
+            )
         return response
 
 
@@ -245,11 +248,14 @@ class Exchange:
         self.status_code: int = response.status_code
         self.headers = response.headers
         self.cookies = response.cookies
-        #: The URL of the response (after same-origin redirects), redacted.
-        self.url = redact_url(response.url or "", query_keys=True)
         self._call = call
         self._response = response
         self._reads: Optional[Iterator[bytes]] = None  # the body reader, once asked for
+
+    @property
+    def url(self) -> str:
+        """The URL of the response (after same-origin redirects), redacted."""
+        return redact_url(self._response.url or "", query_keys=True)
 
     def iter_bytes(self) -> Iterator[bytes]:
         """The body, each byte as soon as it arrives (at most 64 KiB at a time).

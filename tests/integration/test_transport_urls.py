@@ -48,3 +48,29 @@ def test_one_base_url_without_a_path_serves_every_provider(emulator, monkeypatch
 def test_openai_compatible_lists_models_under_v1_of_a_bare_base_url(emulator):
     assert OpenAICompatible.get_models(base_url=emulator.base_url, timeout=5) == list(OPENAI_MODELS)
     assert [r.path for r in emulator.requests] == [OPENAI_MODELS_PATH]
+
+
+# -- proxies from the environment (issue 16: the sessions skip requests' scans only when none is set)
+
+
+def test_a_proxy_named_by_the_environment_carries_the_request(monkeypatch):
+    from .rawhttp import ScriptedServer, text_reply
+
+    with ScriptedServer([[text_reply("через прокси")]]) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.base_url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        text = GPROChat.create(None, MESSAGES, base_url="http://upstream.invalid:81", max_retries=0, timeout=5)
+    assert text == "через прокси"
+    assert proxy.seen[0].request_line.startswith("POST http://upstream.invalid:81/")
+
+
+def test_no_proxy_from_the_environment_sends_it_direct(monkeypatch):
+    from .rawhttp import ScriptedServer, text_reply
+
+    with ScriptedServer([[text_reply("напрямую")]]) as server:
+        monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # nothing listens there
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        text = GPROChat.create(None, MESSAGES, base_url=server.base_url, max_retries=0, timeout=5)
+    assert text == "напрямую"
+    assert not server.seen[0].request_line.split()[1].startswith("http://")
