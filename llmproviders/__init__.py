@@ -47,9 +47,9 @@ from ._messages import Messages, format_prompt, image
 from ._provider import Provider, get_provider, list_providers, register_provider
 from ._retry import RetryPolicy
 from ._stream import Stream
-from .providers import Chatgpt4Online, FlowGpt, GPROChat, OpenAICompatible, Ylokh
 
 if _TYPE_CHECKING:  # pragma: no cover
+    from .providers import Chatgpt4Online, FlowGpt, GPROChat, OpenAICompatible, Ylokh
     from ._async import AsyncStream, get_async_limit, set_async_limit
     from ._batch import BatchError, BatchResult, BatchStore, ItemResult, batch
     from ._client import Client
@@ -57,11 +57,17 @@ if _TYPE_CHECKING:  # pragma: no cover
     from ._conversation import Conversation
     from ._fallback import RetryProvider
 
-#: Names loaded when first used (PEP 562): the facades over the core (the asyncio one,
-#: the OpenAI-style client, conversations, batch jobs, fallback), so that ``import
+#: Names loaded when first used (PEP 562): the providers (``get_provider`` and
+#: ``list_providers`` load them too) and the facades over the core (the asyncio one, the
+#: OpenAI-style client, conversations, batch jobs, fallback), so that ``import
 #: llmproviders`` costs little more than ``import requests``, and imports neither
 #: asyncio nor sqlite3.
 _LAZY = {
+    "FlowGpt": "providers",
+    "GPROChat": "providers",
+    "Chatgpt4Online": "providers",
+    "Ylokh": "providers",
+    "OpenAICompatible": "providers",
     "AsyncStream": "_async",
     "set_async_limit": "_async",
     "get_async_limit": "_async",

@@ -39,7 +39,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, CancelledError, Executor, Future, ThreadPoolExecutor, wait
+from queue import Empty, SimpleQueue
+from concurrent.futures import BrokenExecutor, CancelledError, Executor, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
@@ -357,6 +358,10 @@ class _Job:
         self.pauses = Pauses()
         self.interrupts = _Interrupts()
         self.in_flight: Dict["Future[Outcome]", Tuple[_Item, Optional[Flight]]] = {}
+        # Each attempt's future lands here as it finishes: waiting on one queue costs the
+        # same however many attempts are in flight (concurrent.futures.wait would
+        # install a waiter on each of them for every completion).
+        self.finished: "SimpleQueue[Future[Outcome]]" = SimpleQueue()
         self.retries: List[Tuple[float, int, _Item]] = []  # (when, index, item): a heap
         self.fresh: Deque[_Item] = deque()
         self.done = self.failed = 0
@@ -424,10 +429,17 @@ class _Job:
             wake = self._start_what_can_start(executor)
             timeout = None if wake is None else max(0.0, wake - time.monotonic())
             if self.in_flight:
-                finished, _ = wait(list(self.in_flight), timeout=timeout, return_when=FIRST_COMPLETED)
-                for future in finished:
+                try:
+                    future = self.finished.get(timeout=timeout)
+                except Empty:
+                    continue  # time to start what waited (a retry, the end of a pause)
+                while True:  # this one, and every other that finished meanwhile
                     with self.interrupts.deferred():
                         self._finish(future)
+                    try:
+                        future = self.finished.get_nowait()
+                    except Empty:
+                        break
             elif timeout is not None:
                 time.sleep(timeout)
 
@@ -472,6 +484,7 @@ class _Job:
         task = Task(self.job, item.index, item.attempts, self.provider_ref, item.model, item.messages, options, flight)
         future = executor.submit(run_attempt, task)  # an executor that refuses work stops the batch
         self.in_flight[future] = (item, flight)
+        future.add_done_callback(self.finished.put)  # (at once, here, if it is done already)
 
     def _finish(self, future: "Future[Outcome]") -> None:
         item, _ = self.in_flight.pop(future)

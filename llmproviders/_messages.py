@@ -51,9 +51,10 @@ _PART_TYPES: Dict[str, Tuple[str, ...]] = {
     "assistant": ("text",),
     "tool": ("text",),
 }
-_DATA_URL = re.compile(r"data:image/[A-Za-z0-9.+-]+(?:;[A-Za-z0-9.+_=-]+)*;base64,", re.ASCII)
-_BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}", re.ASCII)
-_MIME = re.compile(r"image/[A-Za-z0-9.+-]+", re.ASCII)
+# Patterns compiled on first use (re caches them): compiling at import costs more than they save.
+_DATA_URL = r"data:image/[A-Za-z0-9.+-]+(?:;[A-Za-z0-9.+_=-]+)*;base64,"
+_BASE64 = r"[A-Za-z0-9+/]+={0,2}"
+_MIME = r"image/[A-Za-z0-9.+-]+"
 
 
 #: How deep a message may nest dicts and lists (content parts, tool calls, extra keys).
@@ -167,13 +168,13 @@ def _check_image_part(at: str, image_url: Any) -> None:
         raise InvalidMessagesError(f"{at}.image_url has {problem}; {shape}")
     # The URL itself is never echoed: it may be a signed link, or megabytes of base64.
     if url[:5].lower() == "data:":
-        header = _DATA_URL.match(url)
+        header = re.compile(_DATA_URL, re.ASCII).match(url)
         if header is None:
             raise InvalidMessagesError(
                 f"{at}.image_url.url is a data URL but not 'data:image/<type>;base64,<data>'; "
                 "llmproviders.image() builds one from a file or bytes"
             )
-        if not _BASE64.fullmatch(url, header.end()):
+        if not re.compile(_BASE64, re.ASCII).fullmatch(url, header.end()):
             raise InvalidMessagesError(f"{at}.image_url.url is a data URL whose data is not base64 (or is empty)")
     else:
         scheme = url.split(":", 1)[0].lower() if ":" in url else ""
@@ -374,7 +375,7 @@ def image(
                 f"cannot tell the image type of {source} (PNG, JPEG, GIF and WebP are recognised): "
                 "pass mime='image/...'"
             )
-    elif not isinstance(mime, str) or not _MIME.fullmatch(mime):
+    elif not isinstance(mime, str) or not re.compile(_MIME, re.ASCII).fullmatch(mime):
         raise InvalidArgumentError(f"mime must be an image type such as 'image/png', not {mime!r}")
     url: Dict[str, Any] = {"url": f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"}
     if detail is not None:

@@ -23,8 +23,10 @@ Example usage::
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import sys
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, Iterator, List, NamedTuple, Optional, Tuple, Type, TypeVar
 
@@ -421,6 +423,8 @@ def _emit(out: Any, reply: Reply) -> Iterator[Any]:
 
 def _check_json_able(provider: str, messages: List[Dict[str, Any]], options: Dict[str, Any]) -> None:
     """Refuse, before any I/O, what could not be sent as JSON (NaN, objects, ...)."""
+    if not options and all(type(key) is str and type(value) is str for message in messages for key, value in message.items()):
+        return  # the usual messages, strings only: JSON as they are
     try:
         json.dumps([messages, options], allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -430,9 +434,18 @@ def _check_json_able(provider: str, messages: List[Dict[str, Any]], options: Dic
 _registry: Dict[str, Type[Provider]] = {}
 
 
+def _builtin_providers() -> None:
+    """Load (and so register) the package's providers: ``import llmproviders`` leaves
+    them until first used. (While they load, this finds their package already there.)"""
+    name = f"{__package__}.providers"
+    if name not in sys.modules:
+        importlib.import_module(name)
+
+
 def register_provider(cls: P) -> P:
     """Class decorator: make a provider findable by :func:`get_provider`. A second,
     different class under a name already taken is refused (:class:`InvalidArgumentError`)."""
+    _builtin_providers()  # they come first, and keep their names
     existing = _registry.get(cls.__name__)
     if existing is not None and existing is not cls:
         raise InvalidArgumentError(
@@ -445,6 +458,7 @@ def register_provider(cls: P) -> P:
 
 def get_provider(name: str) -> Type[Provider]:
     """The provider class registered as ``name`` (exact, else case-insensitive)."""
+    _builtin_providers()
     if name in _registry:
         return _registry[name]
     for key, cls in _registry.items():
@@ -456,4 +470,5 @@ def get_provider(name: str) -> Type[Provider]:
 
 def list_providers() -> List[Type[Provider]]:
     """Every registered provider class, in registration order."""
+    _builtin_providers()
     return list(_registry.values())

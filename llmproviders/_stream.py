@@ -393,13 +393,13 @@ class Stream(Iterator[str]):
         return f"<Stream provider={self.provider} model={self.model!r} {state}>"
 
 
-_FENCE = re.compile(r"^\s*```[\w+-]*[ \t]*\n(.*?)\n?```\s*$", re.S)
+_FENCE = r"^\s*```[\w+-]*[ \t]*\n(.*?)\n?```\s*$"  # compiled on first use
 
 
 def parse_json_reply(text: str, *, provider: Optional[str] = None) -> Any:
     """The JSON value of a reply's text; a fenced code block around it is tolerated."""
     candidate = text.strip()
-    fenced = _FENCE.match(candidate)
+    fenced = re.match(_FENCE, candidate, re.S)
     if fenced:
         candidate = fenced.group(1).strip()
     try:

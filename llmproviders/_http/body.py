@@ -18,13 +18,16 @@ from __future__ import annotations
 import json
 import ssl
 import time
-from typing import Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import requests
 from urllib3.util.wait import wait_for_read
 
 from .._exceptions import LLMProvidersError, ProtocolError
-from .chunked import READ_ERRORS, READ_SIZE, Translate, read_chunks, use_urllib3_reader
+from .chunked import READ_ERRORS, READ_SIZE, read_chunks, use_urllib3_reader
+
+if TYPE_CHECKING:
+    from .chunked import Translate
 from .errors import excerpt
 
 __all__ = ["open_reader", "read1_loop", "drain", "read_json", "plain_encoding", "JSON_LIMIT"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import http.client
 import os
-from typing import Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import urllib3.exceptions
 
@@ -47,7 +47,8 @@ MAX_TRAILER = 8192  # bytes in the trailer section after the last chunk
 #: What a read of a body can raise besides the library's own errors.
 READ_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError)
 
-Translate = Callable[[BaseException], BaseException]
+if TYPE_CHECKING:  # (an alias evaluated at import costs a millisecond of typing's machinery)
+    Translate = Callable[[BaseException], BaseException]
 
 
 class ChunkFramingError(FramingError):

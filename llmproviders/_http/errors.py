@@ -186,19 +186,19 @@ def _read_error_body(response: requests.Response) -> bytes:
         return b""  # the status alone still says what happened
 
 
-_TAG = re.compile(r"<(head|script|style)\b.*?</\1>|<[^>]+>", re.S | re.I)
-_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.S | re.I)
-_SPACE = re.compile(r"\s+")
+# (compiled on first use: re caches them)
+_TAG = r"<(head|script|style)\b.*?</\1>|<[^>]+>"
+_TITLE = r"<title[^>]*>(.*?)</title>"
 
 
 def _summarize(text: str, *, html: bool) -> str:
     """The part of an error body worth showing: JSON's message, HTML's title and text."""
     text = text[:8192]  # enough to describe it; the regexes below stay linear-ish
     if html:
-        title = _TITLE.search(text)
-        body = _SPACE.sub(" ", _TAG.sub(" ", text)).strip()
+        title = re.search(_TITLE, text, re.S | re.I)
+        body = re.sub(r"\s+", " ", re.sub(_TAG, " ", text, flags=re.S | re.I)).strip()
         if title:
-            heading = _SPACE.sub(" ", title.group(1)).strip()
+            heading = re.sub(r"\s+", " ", title.group(1)).strip()
             body = body if body.startswith(heading) else f"{heading}: {body}".rstrip(": ")
         text = body
     else:
@@ -207,7 +207,7 @@ def _summarize(text: str, *, html: bool) -> str:
         except (ValueError, RecursionError):
             payload = None
         message = _json_message(payload)
-        text = message if message else _SPACE.sub(" ", text).strip()
+        text = message if message else re.sub(r"\s+", " ", text).strip()
     return text if len(text) <= EXCERPT_LENGTH else text[: EXCERPT_LENGTH - 1] + "…"
 
 

@@ -63,7 +63,7 @@ MAX_INTERIM_RESPONSES = 32  # 1xx responses skipped before a final one
 MAX_INTERIM_BYTES = 65536  # header bytes of all the 1xx responses skipped for one request
 REDIRECT_BODY_LIMIT = 65536  # bytes of a redirect's body read (and dropped) to reuse its connection
 
-merge_setting = cast(Callable[[Any, Any], Any], requests.sessions.merge_setting)
+merge_setting = cast("Callable[[Any, Any], Any]", requests.sessions.merge_setting)
 _sessions: Dict[type, requests.Session] = {}
 _sessions_lock = threading.Lock()
 _sending = threading.local()  # .stopper: the Stopper of the call this thread is sending a request for

@@ -12,6 +12,7 @@ with ``[redacted]`` (``?key=[redacted]``), in reprs they drop the query.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 from typing import Optional, Tuple
@@ -136,6 +137,17 @@ def check_base_url(base_url: str) -> str:
 
     Raises :class:`InvalidArgumentError` (never echoing credentials or query values).
     """
+    if type(base_url) is str:
+        return _checked_base_url(base_url)  # every call checks its base URL: remembered
+    return _check_base_url(base_url)
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_base_url(base_url: str) -> str:
+    return _check_base_url(base_url)  # (an error is raised each time, not remembered)
+
+
+def _check_base_url(base_url: str) -> str:
     if not isinstance(base_url, str):
         problem: Optional[str] = "it is not a string"
     else:
@@ -173,6 +185,7 @@ def check_proxy(proxy: str) -> str:
     )
 
 
+@functools.lru_cache(maxsize=256)
 def join_url(base_url: Optional[str], default_url: str) -> str:
     """Point ``default_url`` (a protocol's real URL) at ``base_url``, keeping its path.
 

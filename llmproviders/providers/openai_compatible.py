@@ -35,6 +35,7 @@ Example usage::
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -229,6 +230,9 @@ class OpenAICompatible(Provider):
         if state.whole:
             return _completion_items(cls.__name__, frame, reply)
         data = frame.data
+        if data == "[DONE]":  # (not JSON: said before a decoder fails on it)
+            reply.done = True
+            return state.flush(reply)
         chunk: Any = _UNREAD
         try:  # the usual chunk, a piece of text and nothing else, takes the short way
             chunk = state.loads(data)
@@ -251,9 +255,6 @@ class OpenAICompatible(Provider):
         except Exception:  # noqa: BLE001  (any other shape, or not JSON: the careful way judges it)
             pass  # (judged outside this block, so no error raised there keeps the frame as context)
         if chunk is _UNREAD:
-            if data == "[DONE]":
-                reply.done = True
-                return state.flush(reply)
             if frame.event == "error":
                 _event_error(cls.__name__, data, reply)
             chunk = loads_frame(data, provider=cls.__name__, redact=reply.redact)
@@ -340,6 +341,7 @@ class OpenAICompatible(Provider):
         return items
 
 
+@functools.lru_cache(maxsize=256)
 def _under(root: str, path: str) -> str:
     """``root`` (an API root, maybe with a query) joined with ``path``; a root without a
     path gets ``/v1``."""
@@ -673,8 +675,9 @@ def _raise_error(name: str, payload: Dict[str, Any], reply: Optional[Reply]) -> 
     raise ResponseError(f"{name}: the upstream reported an error: {preview(message)}", provider=name, error=error)
 
 
-_MAX_CONTEXT = re.compile(r"maximum context length is (\d+)", re.I)
-_REQUESTED = re.compile(r"(?:resulted in|requested|you requested|prompt (?:is|has)|messages have) (\d+) tokens", re.I)
+# (compiled on first use: re caches them)
+_MAX_CONTEXT = r"maximum context length is (\d+)"
+_REQUESTED = r"(?:resulted in|requested|you requested|prompt (?:is|has)|messages have) (\d+) tokens"
 
 
 def _overflow(name: str, payload: Any, status: Optional[int]) -> Optional[ContextWindowExceededError]:
@@ -697,10 +700,10 @@ def _overflow(name: str, payload: Any, status: Optional[int]) -> Optional[Contex
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     n_prompt, n_ctx = number(error.get("n_prompt_tokens")), number(error.get("n_ctx"))
-    found = _MAX_CONTEXT.search(message)
+    found = re.search(_MAX_CONTEXT, message, re.I)
     if n_ctx is None and found:
         n_ctx = int(found.group(1))
-    found = _REQUESTED.search(message)
+    found = re.search(_REQUESTED, message, re.I)
     if n_prompt is None and found:
         n_prompt = int(found.group(1))
     sizes = f" ({n_prompt} prompt tokens, context of {n_ctx})" if n_prompt is not None and n_ctx is not None else ""

@@ -10,7 +10,11 @@ the reply's spec as path prefix, see ``server.py``) whose wire format is ``kind`
   ``end`` event of Chatgpt4Online) costs linear, not quadratic, time.
 - ``iter_lines``: requests' ``iter_lines()`` + ``json.loads`` (NDJSON only).
 - ``sseclient-py``: ``SSEClient(response.iter_content(None))`` + ``json.loads``.
-- ``ours``: the provider for ``kind`` through its public API with ``base_url=``.
+- ``ours``: the provider for ``kind`` through its public API with ``base_url=``,
+  decoding frames with the standard library's ``json.loads`` (the default install);
+- ``ours+orjson``: the same with the ``speedups`` extra's orjson;
+- ``ours events()``: the same as ``ours``, iterating ``stream.events()`` (typed events)
+  instead of the text.
 - ``openai-python``: ``OpenAI(base_url=.../v1).chat.completions.create(stream=True)``.
 - ``httpx``: ``iter_lines()`` (NDJSON), ``iter_text()`` (text), httpx-sse (SSE).
 - ``aiohttp``: the original g4f providers' loop, ``async for line in response.content``
@@ -102,12 +106,44 @@ def sseclient(base: str, kind: str, on_delta: OnDelta) -> None:
             _emit(kind, event.data, on_delta)
 
 
+def _decoder(name: str) -> None:
+    """Make the providers decode frames with ``name`` (``json`` or ``orjson``) from now on."""
+    from llmproviders import _framing
+
+    if name == "orjson":
+        import orjson
+
+        _framing.loads = orjson.loads
+    else:
+        _framing.loads = json.loads
+
+
 def ours(base: str, kind: str, on_delta: OnDelta) -> None:
     from llmproviders import get_provider
 
+    _decoder("json")
     with get_provider(PROVIDERS[kind]).create_completion(None, MESSAGES, base_url=base, timeout=TIMEOUT) as stream:
         for delta in stream:
             on_delta(delta)
+
+
+def ours_orjson(base: str, kind: str, on_delta: OnDelta) -> None:
+    from llmproviders import get_provider
+
+    _decoder("orjson")
+    with get_provider(PROVIDERS[kind]).create_completion(None, MESSAGES, base_url=base, timeout=TIMEOUT) as stream:
+        for delta in stream:
+            on_delta(delta)
+
+
+def ours_events(base: str, kind: str, on_delta: OnDelta) -> None:
+    from llmproviders import TextDelta, get_provider
+
+    _decoder("json")
+    with get_provider(PROVIDERS[kind]).create_completion(None, MESSAGES, base_url=base, timeout=TIMEOUT) as stream:
+        for event in stream.events():
+            if type(event) is TextDelta:
+                on_delta(event.text)
 
 
 @lru_cache(maxsize=None)
@@ -199,6 +235,8 @@ CONSUMERS: Dict[str, Callable[[str, str, OnDelta], None]] = {
     "iter_lines": iter_lines,
     "sseclient-py": sseclient,
     "ours": ours,
+    "ours+orjson": ours_orjson,
+    "ours events()": ours_events,
     "openai-python": openai_python,
     "httpx": httpx_client,
     "aiohttp": aiohttp_client,
@@ -213,6 +251,8 @@ def label(name: str, kind: str) -> str:
     """How a contender is shown in tables."""
     if name == "ours":
         return PROVIDERS[kind]
+    if name.startswith("ours"):
+        return PROVIDERS[kind] + name[len("ours"):].replace("+", " + ")
     if name == "floor":
         return "floor: requests iter_content(None)" + (" + decode" if kind == "text" else " + split + json.loads")
     if name == "httpx" and kind in ("openai", "mwai"):

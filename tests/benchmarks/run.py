@@ -1,8 +1,8 @@
 """Run the benchmark workloads and write ``results/RESULTS.md`` and ``results/throughput.png``.
 
-    pip install -e ".[bench]" && python -m tests.benchmarks            # all five, about 6.5 minutes
+    pip install -e ".[bench]" && python -m tests.benchmarks            # all eight, about 20 minutes
     python -m tests.benchmarks latency memory                          # some (prints only)
-    python -m tests.benchmarks --only concurrency,many                 # the same
+    python -m tests.benchmarks --only import,batch                     # the same
 
 One loopback server process serves every workload (``server.py``); the clients run in
 this process, or in fresh child processes where CPU time or RSS is measured.
@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
-from . import bench_concurrency, bench_latency, bench_many, bench_memory, bench_throughput
+from . import (
+    bench_batch, bench_concurrency, bench_import, bench_latency, bench_many, bench_memory, bench_requests, bench_throughput,
+)
 from .harness import COMMAND, Section, machine, table, yes
 from .server import serve
 
@@ -26,6 +28,9 @@ WORKLOADS: Dict[str, Callable[[str], Section]] = {
     "concurrency": bench_concurrency.run,
     "memory": bench_memory.run,
     "many": bench_many.run,
+    "import": bench_import.run,
+    "requests": bench_requests.run,
+    "batch": bench_batch.run,
 }
 
 
@@ -60,6 +65,7 @@ def chart(ratios: Dict[str, Dict[str, float]], ours: List[str], path: Path) -> N
     axes.axvline(1.0, color="black", linewidth=1, label="floor = 1")
     axes.axvline(1.10, color="tab:orange", linestyle="--", label="1.10x target (NDJSON, raw text)")
     axes.axvline(1.25, color="tab:red", linestyle=":", label="1.25x target (SSE)")
+    axes.axvline(0.75, color="tab:green", linestyle="-.", label="0.75x / 0.70x targets with orjson (SSE / NDJSON)")
     axes.set_xlabel("time relative to the floor (requests iter_content(None) + split + json.loads), log scale; lower is faster")
     axes.set_title("Throughput, 100,000 deltas per stream: ratio to the floor measured in the same run\n"
                    "(bold: llmproviders)", fontsize=11)

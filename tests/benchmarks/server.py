@@ -281,7 +281,7 @@ class Server:
 
 
 @contextmanager
-def serve(lifetime: float = 900.0) -> Iterator[str]:
+def serve(lifetime: float = 3600.0) -> Iterator[str]:
     """Run the server in a separate process; yield its root URL; stop it afterwards."""
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.benchmarks.server", "--lifetime", str(lifetime)],
@@ -307,7 +307,7 @@ def serve(lifetime: float = 900.0) -> Iterator[str]:
 
 
 def main() -> None:
-    lifetime = float(sys.argv[sys.argv.index("--lifetime") + 1]) if "--lifetime" in sys.argv else 900.0
+    lifetime = float(sys.argv[sys.argv.index("--lifetime") + 1]) if "--lifetime" in sys.argv else 3600.0
     server = Server()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print("PORT", server.port, flush=True)

@@ -274,3 +274,18 @@ def test_text_messages_refuses_what_plain_text_cannot_carry(message, fragment):
     assert str(info.value).startswith("GPROChat: ") and fragment in str(info.value)
     assert "use an OpenAI-compatible provider (OpenAICompatible" in str(info.value)
     assert info.value.provider == "GPROChat"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"meta": {1, 2}}, {"meta": float("nan")}, {("a", "b"): "tuple key"}, {"meta": object()}, {"meta": [float("inf")]}],
+    ids=["set", "nan", "tuple-key", "object", "inf-in-list"],
+)
+@responses.activate
+def test_a_message_that_is_not_plain_json_is_refused_before_any_io(extra):
+    """The check of JSON-ability has a short way for string-only messages; anything else
+    still takes the whole check."""
+    message = {"role": "user", "content": "hi", **extra}
+    with pytest.raises(InvalidArgumentError, match="plain JSON values"):
+        OpenAICompatible.create_completion("gpt-4", [message], base_url="http://127.0.0.1:9")
+    assert len(responses.calls) == 0

@@ -86,3 +86,27 @@ def test_importing_the_package_does_not_import_asyncio():
         "assert 'asyncio' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+def test_the_providers_load_when_first_named_or_looked_up():
+    """``import llmproviders`` leaves the provider modules (and sqlite3) for later; naming
+    one, ``get_provider`` and ``list_providers`` load them, the seeds first."""
+    script = (
+        "import sys, llmproviders\n"
+        "assert 'llmproviders.providers' not in sys.modules\n"
+        "assert 'sqlite3' not in sys.modules\n"
+        "assert llmproviders.get_provider('ylokh').__name__ == 'Ylokh'\n"
+        "assert [p.__name__ for p in llmproviders.list_providers()] == "
+        "['FlowGpt', 'GPROChat', 'Chatgpt4Online', 'Ylokh', 'OpenAICompatible']\n"
+        "assert llmproviders.FlowGpt is llmproviders.get_provider('FlowGpt')\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    registering_first = (
+        "import llmproviders\n"
+        "@llmproviders.register_provider\n"
+        "class Mine(llmproviders.Provider):\n"
+        "    pass\n"
+        "assert [p.__name__ for p in llmproviders.list_providers()][0] == 'FlowGpt'\n"
+        "assert [p.__name__ for p in llmproviders.list_providers()][-1] == 'Mine'\n"
+    )
+    subprocess.run([sys.executable, "-c", registering_first], check=True, timeout=60)
