@@ -8,7 +8,8 @@ byte chunks (a transport's body, or a list in tests):
 - :func:`iter_sse_events`: Server-Sent Events as the WHATWG standard reads them; yields
   each dispatched event (``.event``, ``.data``, ``.id``), its fields parsed by
   ``sseclient-py`` (Chatgpt4Online, the OpenAI protocol). :func:`iter_sse` yields just
-  each event's ``data``.
+  each event's ``data``; :func:`iter_sse_frames` (what providers read) yields the
+  ``data`` alone, as ``str``, for the usual event (one ``data`` line, nothing else).
 - :func:`iter_json`: one whole JSON body (a non-streamed reply).
 
 Chunks may be split anywhere (inside a line, an event or a multi-byte character); a
@@ -40,6 +41,7 @@ __all__ = [
     "iter_text",
     "iter_sse",
     "iter_sse_events",
+    "iter_sse_frames",
     "iter_json",
     "loads",
     "decoder",
@@ -325,14 +327,23 @@ def iter_sse_events(
     unterminated rest goes into ``tail`` if given, otherwise it is a
     :class:`StreamInterruptedError`.
     """
-    parser = _EventParser(_normalized(chunks, provider=provider, max_frame=max_frame, reading=reading, tail=tail))
-    for event in parser.events():
-        raw = parser.raw
-        if raw is None:
-            yield event
-        else:  # the event sseclient-py parsed from the placeholder: the raw event stands in for it
-            parser.raw = None
-            yield raw
+    return _EventParser(_normalized(chunks, provider=provider, max_frame=max_frame, reading=reading, tail=tail)).events()
+
+
+def iter_sse_frames(
+    chunks: Iterable[bytes],
+    *,
+    provider: str,
+    max_frame: int = MAX_FRAME,
+    tail: Optional[List[bytes]] = None,
+    reading: ContextManager[Any] = _PLAIN,
+    redact: Optional[Callable[[str], str]] = None,
+) -> Iterator[Union[str, SSEFrame]]:
+    """As :func:`iter_sse_events`, but an event of one ``data`` line and no other field
+    (an event named ``message``, with no id) comes out as its data, a ``str``: the
+    frames of the ``sse`` framing, one per token, made without an object each."""
+    normalized = _normalized(chunks, provider=provider, max_frame=max_frame, reading=reading, tail=tail)
+    return _EventParser(normalized).events(text=True)
 
 
 def iter_sse(
@@ -349,38 +360,46 @@ def iter_sse(
         yield event.data
 
 
-#: What sseclient-py parses in place of a RawEvent: one event, known by when it comes,
-#: not by its name (a server could send any name).
-_RAW_PLACEHOLDER = b"data: 1"
-
-
 class _EventParser(SSEClient):
     """sseclient-py's parsing of each event's fields, over our own framing.
 
     sseclient-py frames events in ``_read`` by appending lines until its buffer ends in
     a blank line: quadratic for big events, and blind to a ``\n`` line followed by a
     ``\r\n`` blank one. :func:`_normalized` already cuts the bytes into whole events
-    with ``\n`` line endings, so here they are only split apart; ``events()`` (the
-    field parsing: ``data``, ``event``, ``id``, ``retry``, comments) is sseclient-py's.
-    A :class:`RawEvent` passes sseclient-py by as a placeholder event.
+    with ``\n`` line endings, so here they are only split apart. An event of one
+    ``data`` line (what LLM servers send, one per token) is read here, as the standard
+    says (one space after the colon dropped; an empty value still dispatches); any other
+    event goes to sseclient-py's ``events()`` (the field parsing: ``data``, ``event``,
+    ``id``, ``retry``, comments), one event at a time. A :class:`RawEvent` passes by.
     """
 
     def __init__(self, blocks: Iterator[Union[bytes, RawEvent]]) -> None:
         super().__init__(blocks)  # type: ignore[arg-type]  # only our _read reads them
         self._blocks = blocks
-        #: Set while sseclient-py parses the placeholder of this raw event: the next event
-        #: it yields is that placeholder's (it parses one block at a time, in order).
-        self.raw: Optional[RawEvent] = None
+        self._event = b""  # the event sseclient-py parses next
 
-    def _read(self) -> Iterator[bytes]:
+    def events(self, *, text: bool = False) -> Iterator[Any]:  # type: ignore[override]
+        """Each event (with ``text``, the usual one as its data, a ``str``)."""
         for events in self._blocks:
             if isinstance(events, RawEvent):
-                self.raw = events
-                yield _RAW_PLACEHOLDER
+                yield events
+                continue
+            # A block is whole events, each ending in a blank line. The usual block is one
+            # event of one data line: its only LF before the blank line's.
+            if events[:5] == b"data:" and events.find(b"\n") == len(events) - 2:
+                value = (events[6:-2] if events[5:6] == b" " else events[5:-2]).decode("utf-8")
+                yield value if text else Event(data=value)  # type: ignore[call-arg]  # (its stub lacks __init__)
                 continue
             for event in events.split(b"\n\n"):
-                if event:
-                    yield event
+                if event[:5] == b"data:" and b"\n" not in event:  # a single data line
+                    value = (event[6:] if event[5:6] == b" " else event[5:]).decode("utf-8")
+                    yield value if text else Event(data=value)  # type: ignore[call-arg]
+                elif event:
+                    self._event = event
+                    yield from SSEClient.events(self)
+
+    def _read(self) -> Iterator[bytes]:
+        yield self._event
 
 
 def _valid_utf8(block: bytes) -> bytes:
@@ -567,6 +586,6 @@ class _EventFramer:
 FRAMINGS: Dict[str, Callable[..., Iterator[Any]]] = {
     "ndjson": iter_ndjson,
     "text": iter_text,
-    "sse": iter_sse_events,
+    "sse": iter_sse_frames,
     "json": iter_json,
 }

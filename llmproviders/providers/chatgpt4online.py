@@ -81,7 +81,7 @@ class Chatgpt4Online(Provider):
     def parse(cls, frame: Any, reply: Reply) -> Any:
         if type(frame) is RawEvent:
             return _big_event(cls.__name__, frame, reply)
-        return _event(cls.__name__, frame.data, reply)
+        return _event(cls.__name__, frame if type(frame) is str else frame.data, reply)
 
     @classmethod
     def end(cls, reply: Reply, tail: bytes) -> Any:

@@ -229,7 +229,7 @@ class OpenAICompatible(Provider):
         state: _State = reply.state
         if state.whole:
             return _completion_items(cls.__name__, frame, reply)
-        data = frame.data
+        data = frame if type(frame) is str else frame.data  # (the usual event is its data)
         if data == "[DONE]":  # (not JSON: said before a decoder fails on it)
             reply.done = True
             return state.flush(reply)
@@ -254,11 +254,12 @@ class OpenAICompatible(Provider):
                 return content or None
         except Exception:  # noqa: BLE001  (any other shape, or not JSON: the careful way judges it)
             pass  # (judged outside this block, so no error raised there keeps the frame as context)
+        named_error = type(frame) is not str and frame.event == "error"
         if chunk is _UNREAD:
-            if frame.event == "error":
+            if named_error:
                 _event_error(cls.__name__, data, reply)
             chunk = loads_frame(data, provider=cls.__name__, redact=reply.redact)
-        if frame.event == "error":
+        if named_error:
             _event_error(cls.__name__, data, reply)
         return _chunk_items(cls.__name__, chunk, data, reply)
 

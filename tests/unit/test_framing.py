@@ -200,3 +200,58 @@ def test_a_big_event_is_buffered_in_linear_time():
     (event,) = list(iter_sse(iter(chunks), provider="P", max_frame=64 * 1024 * 1024))
     assert len(event) == len(payload)
     assert time.monotonic() - started < 2.0  # fed to sseclient-py piecewise this took minutes
+
+
+# -- the one-data-line short way agrees with sseclient-py's field parsing (issue 16) ---------------
+
+
+def _sseclient_reading(body: bytes):
+    """(event, data, id) of each event sseclient-py alone dispatches from LF-only ``body``."""
+    from sseclient import SSEClient
+
+    return [(e.event, e.data, e.id) for e in SSEClient(iter([body])).events()]
+
+
+def _our_reading(body: bytes):
+    from llmproviders._framing import iter_sse_events
+
+    return [(e.event, e.data, e.id) for e in iter_sse_events(iter([body]), provider="P")]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [b"data: x", b"data:x", b"data:  x", b"data:", b"data: ", b"data: {\"a\": 1}", b"data: \xd0\x9f\xf0\x9f\x91\x8b",
+     b"data: a:b: c", b"data", b"data x", b"datum: x", b": c", b"data: a\ndata: b", b"event: e\ndata: x",
+     b"data: x\nid: 3", b"id: 4\ndata: y", b"data: x\n: trailing comment", b"DATA: x", b" data: x", b"data:\tx"],
+)
+def test_a_single_line_event_reads_as_sseclient_py_reads_it(event):
+    body = event + b"\n\n" + b"data: after\n\n"
+    assert _our_reading(body) == _sseclient_reading(body)
+
+
+def test_single_line_events_agree_with_sseclient_py_for_any_text():
+    from hypothesis import given, settings, strategies as st  # (the test extra has it)
+
+    line = st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=30)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from(["data:", "data: ", "data:  ", ": ", "event: ", "id: "]), line), min_size=1, max_size=6))
+    def check(fields):
+        body = b"".join((name + value).encode() + b"\n\n" for name, value in fields)
+        assert _our_reading(body) == _sseclient_reading(body)
+
+    check()
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_provider_frames_are_the_events_with_plain_ones_as_their_data(newline):
+    """``iter_sse_frames`` (the ``sse`` framing providers read) gives the usual event as
+    a ``str`` and any event with another field as the event, split anywhere alike."""
+    from llmproviders._framing import iter_sse_frames
+
+    data = SSE.replace("\n", newline).encode()
+    for pieces in splits(data):
+        frames = list(iter_sse_frames(iter(pieces), provider="P"))
+        assert [f if isinstance(f, str) else f.data for f in frames] == SSE_EVENTS, pieces
+        assert [type(f).__name__ for f in frames] == ["str", "Event", "Event", "str"], pieces
+        assert frames[1].event == "ping"
