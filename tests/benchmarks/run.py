@@ -58,8 +58,8 @@ def chart(ratios: Dict[str, Dict[str, float]], ours: List[str], path: Path) -> N
     for tick, (_, name, _, _) in zip(axes.get_yticklabels(), bars):
         tick.set_fontweight("bold" if name in ours else "normal")
     axes.set_xscale("log")
-    axes.set_xlim(0.5, max(ratio for _, _, ratio, _ in bars) * 1.6)
-    axes.xaxis.set_major_locator(FixedLocator([0.5, 1, 1.5, 2, 3, 5, 10, 20, 40]))
+    axes.set_xlim(0.3, max(ratio for _, _, ratio, _ in bars) * 1.6)  # (bars start at the left edge)
+    axes.xaxis.set_major_locator(FixedLocator([0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 40]))
     axes.xaxis.set_minor_locator(NullLocator())
     axes.xaxis.set_major_formatter(lambda value, _: f"{value:g}x")
     axes.axvline(1.0, color="black", linewidth=1, label="floor = 1")
@@ -69,7 +69,8 @@ def chart(ratios: Dict[str, Dict[str, float]], ours: List[str], path: Path) -> N
     axes.set_xlabel("time relative to the floor (requests iter_content(None) + split + json.loads), log scale; lower is faster")
     axes.set_title("Throughput, 100,000 deltas per stream: ratio to the floor measured in the same run\n"
                    "(bold: llmproviders)", fontsize=11)
-    axes.legend(loc="lower right", fontsize=9)
+    axes.set_ylim(-0.7, len(bars) + 2.5)  # room above the bars for the legend
+    axes.legend(loc="upper right", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
