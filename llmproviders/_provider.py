@@ -40,7 +40,7 @@ from ._exceptions import (
 )
 from ._framing import FRAMINGS, MAX_FRAME, preview
 from ._http import DEFAULT_TIMEOUT, Call, TimeoutArg
-from ._messages import Messages, validate_messages
+from ._messages import Messages, text_messages, validate_messages
 from ._options import Flag, OptionsDeclaration, check_options
 from ._reply import JOIN_EVERY, Reply
 from ._retry import RetryPolicy, resolve_retries, run_attempts
@@ -96,6 +96,9 @@ class Provider:
     options: ClassVar[OptionsDeclaration] = {}
     #: How the reply's body is cut into frames: "sse", "ndjson", "text" or "json".
     framing: ClassVar[str] = "sse"
+    #: The protocol carries text only: content parts are joined, images and tool
+    #: messages refused before any I/O (:func:`~._messages.text_messages`).
+    text_only: ClassVar[bool] = False
     #: ``(connect, read)`` seconds when the caller gives no ``timeout``.
     default_timeout: ClassVar[Tuple[float, float]] = DEFAULT_TIMEOUT
     #: The most bytes one frame (an NDJSON line, an SSE event) may have.
@@ -261,9 +264,10 @@ class Provider:
 
     @classmethod
     def prepare_messages(cls, messages: Messages) -> List[Dict[str, Any]]:
-        """Check ``messages`` (before any I/O) and return them as a list of dicts.
-        Subclasses whose protocol takes only text narrow this."""
-        return validate_messages(messages)
+        """Check ``messages`` (before any I/O) and return them as a list of dicts; for a
+        :attr:`text_only` protocol, text parts joined and anything else refused."""
+        checked = validate_messages(messages)
+        return text_messages(checked, cls.__name__) if cls.text_only else checked
 
     @classmethod
     def check_target(cls, base_url: Optional[str]) -> Optional[str]:

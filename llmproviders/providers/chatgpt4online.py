@@ -22,7 +22,7 @@ from .._exceptions import ProtocolError, ReplyMismatchError, ResponseError, Stre
 from .. import _framing
 from .._framing import RawEvent, loads_frame, preview
 from .._http import Call, header_problem
-from .._messages import Messages, format_prompt, text_messages, validate_messages
+from .._messages import format_prompt
 from .._provider import Provider, Request, register_provider
 from .._reply import Reply
 from ..events import Finish
@@ -51,12 +51,9 @@ class Chatgpt4Online(Provider):
     default_model = "gpt-4"
     models = ["gpt-4"]
     framing = "sse"
+    text_only = True
     #: The ``end`` event repeats the whole reply, so it may be as large as the reply.
     max_frame_size = 256 * 1024 * 1024
-
-    @classmethod
-    def prepare_messages(cls, messages: Messages) -> List[Dict[str, Any]]:
-        return text_messages(validate_messages(messages), cls.__name__)
 
     @classmethod
     def build_request(

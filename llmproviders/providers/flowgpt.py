@@ -16,7 +16,6 @@ from typing import Any, Dict, List
 from .._exceptions import ProtocolError
 from .._framing import preview
 from .._http import Call, random_hex, random_string
-from .._messages import Messages, text_messages, validate_messages
 from .._options import Number
 from .._provider import Provider, Request, register_provider
 from .._reply import Reply
@@ -54,10 +53,7 @@ class FlowGpt(Provider):
     model_aliases = {"gemini": "google-gemini", "gemini-pro": "google-gemini"}
     options = {"temperature": Number(0, 2)}
     framing = "ndjson"
-
-    @classmethod
-    def prepare_messages(cls, messages: Messages) -> List[Dict[str, Any]]:
-        return text_messages(validate_messages(messages), cls.__name__)
+    text_only = True
 
     @classmethod
     def build_request(

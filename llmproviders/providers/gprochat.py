@@ -15,7 +15,7 @@ import time
 from typing import Any, Dict, List
 
 from .._http import Call
-from .._messages import Messages, format_prompt, text_messages, validate_messages
+from .._messages import format_prompt
 from .._provider import Provider, Request, register_provider
 from .._reply import Reply
 from ._browser import CHROME_129_LINUX, browser_headers
@@ -34,15 +34,12 @@ class GPROChat(Provider):
     supports_message_history = True
     default_model = "gemini-1.5-pro"
     framing = "text"
+    text_only = True
 
     @staticmethod
     def generate_signature(timestamp: int, message: str) -> str:
         """Hex SHA-256 of ``"{timestamp}:{message}:{secret}"``, as the site signs requests."""
         return hashlib.sha256(f"{timestamp}:{message}:{SECRET}".encode()).hexdigest()
-
-    @classmethod
-    def prepare_messages(cls, messages: Messages) -> List[Dict[str, Any]]:
-        return text_messages(validate_messages(messages), cls.__name__)
 
     @classmethod
     def build_request(
