@@ -354,3 +354,28 @@ def test_tls_connections_are_reused_after_a_late_last_chunk(monkeypatch, tmp_pat
     with server(handler, wrap=lambda conn: context.wrap_socket(conn, server_side=True)) as (port, connections):
         assert [ask(port, str(i), scheme="https", timeout=5) for i in range(5)] == [f"reply-{i}" for i in range(5)]
         assert len(connections) == 1
+
+
+# -- issue 11, item 8: decompressed bytes count against the frame caps ------------------------
+
+
+@pytest.mark.parametrize("framing", ["chunked", "length"])
+def test_a_small_gzip_body_cannot_become_a_frame_over_the_cap(framing):
+    """A 9 MiB NDJSON line gzips to a few KiB; the cap (8 MiB a line) applies to what it
+    decodes to, so the reply is a ProtocolError, not a 9 MiB buffer."""
+    import gzip
+
+    from llmproviders import FlowGpt
+
+    from .rawhttp import ScriptedServer
+
+    body = gzip.compress(b'{"event": "text", "data": "' + b"x" * (9 * 1024 * 1024) + b'"}\n')
+    assert len(body) < 64 * 1024
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nContent-Encoding: gzip\r\n"
+    if framing == "chunked":
+        answer = head + b"Transfer-Encoding: chunked\r\n\r\n" + chunk(body) + b"0\r\n\r\n"
+    else:
+        answer = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    with ScriptedServer([[answer]]) as server:
+        with pytest.raises(ProtocolError, match="larger than"):
+            FlowGpt.create(None, MESSAGES, base_url=server.base_url, max_retries=0, timeout=5)
