@@ -54,6 +54,9 @@ class RetryPolicy:
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"a RetryPolicy cannot be changed: make another (field {name!r})")
 
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"a RetryPolicy cannot be changed: make another (field {name!r})")
+
     def _values(self) -> Tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
 

@@ -235,3 +235,20 @@ def test_retry_provider_shuffle_and_chat_completion():
     assert ChatCompletion.create(model=None, messages=MESSAGES_RU, provider=RetryProvider([GPROChat])) == "gpro"
     with pytest.raises(InvalidArgumentError):
         RetryProvider([])
+
+
+def test_a_retry_policy_is_an_immutable_value():
+    """A plain slotted class since issue 16 (not a dataclass): the same behaviour."""
+    import copy
+    import pickle
+
+    policy = RetryPolicy(max_retries=1, initial_backoff=0.25)
+    assert policy == RetryPolicy(1, 0.25) and hash(policy) == hash(RetryPolicy(1, 0.25))
+    assert policy != RetryPolicy() and policy != (1, 0.25, 8.0, 60.0)
+    assert repr(policy) == "RetryPolicy(max_retries=1, initial_backoff=0.25, max_backoff=8.0, max_retry_after=60.0)"
+    assert pickle.loads(pickle.dumps(policy)) == policy and copy.deepcopy(policy) == policy
+    with pytest.raises(AttributeError):
+        policy.max_retries = 5
+    with pytest.raises(AttributeError):
+        del policy.max_retries
+    assert policy.max_retries == 1
