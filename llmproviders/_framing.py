@@ -586,6 +586,6 @@ class _EventFramer:
 FRAMINGS: Dict[str, Callable[..., Iterator[Any]]] = {
     "ndjson": iter_ndjson,
     "text": iter_text,
-    "sse": iter_sse_frames,
+    "sse": iter_sse_events,
     "json": iter_json,
 }

@@ -26,7 +26,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import sys
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, Iterator, List, NamedTuple, Optional, Tuple, Type, TypeVar
 
@@ -38,7 +37,7 @@ from ._exceptions import (
     ProviderNotFoundError,
     StreamInterruptedError,
 )
-from ._framing import FRAMINGS, MAX_FRAME, preview
+from ._framing import FRAMINGS, MAX_FRAME, iter_sse_frames, preview
 from ._http import DEFAULT_TIMEOUT, Call, TimeoutArg
 from ._messages import Messages, text_messages, validate_messages
 from ._options import Flag, OptionsDeclaration, check_options
@@ -96,6 +95,12 @@ class Provider:
     options: ClassVar[OptionsDeclaration] = {}
     #: How the reply's body is cut into frames: "sse", "ndjson", "text" or "json".
     framing: ClassVar[str] = "sse"
+    #: Set True in the class whose :meth:`parse` accepts an SSE event of one ``data`` line
+    #: (and no other field) as its data, a ``str`` (one object less per token; other
+    #: events still come as ``sseclient.Event`` or :class:`~._framing.RawEvent`). Only
+    #: the class that defines ``parse`` counts: a subclass that overrides ``parse`` gets
+    #: events again unless it says so too.
+    sse_data_frames: ClassVar[bool] = False
     #: The protocol carries text only: content parts are joined, images and tool
     #: messages refused before any I/O (:func:`~._messages.text_messages`).
     text_only: ClassVar[bool] = False
@@ -376,7 +381,8 @@ class _Run:
             method=request.method,
         ) as exchange:
             tail: List[bytes] = []
-            decode = FRAMINGS[provider.framing_for(exchange.headers, reply)]
+            framing = provider.framing_for(exchange.headers, reply)
+            decode = iter_sse_frames if framing == "sse" and _takes_data_frames(provider) else FRAMINGS[framing]
             frames = decode(
                 exchange.iter_bytes(),
                 provider=provider.__name__,
@@ -404,6 +410,14 @@ class _Run:
                 if out is not None:
                     yield from _emit(out, reply)
         yield from reply.complete_calls()  # tool calls the server never finished
+
+
+def _takes_data_frames(provider: Type[Provider]) -> bool:
+    """Whether ``provider.parse`` was written for ``str`` frames (see
+    :attr:`Provider.sse_data_frames`): said by the class that defines it. (Once per
+    attempt: a look at two or three class dictionaries.)"""
+    owner = next(cls for cls in provider.__mro__ if "parse" in vars(cls))
+    return bool(vars(owner).get("sse_data_frames", False))
 
 
 def _emit(out: Any, reply: Reply) -> Iterator[Any]:
@@ -438,12 +452,16 @@ def _check_json_able(provider: str, messages: List[Dict[str, Any]], options: Dic
 _registry: Dict[str, Type[Provider]] = {}
 
 
+_PROVIDERS = f"{__package__}.providers"
+
+
 def _builtin_providers() -> None:
     """Load (and so register) the package's providers: ``import llmproviders`` leaves
-    them until first used. (While they load, this finds their package already there.)"""
-    name = f"{__package__}.providers"
-    if name not in sys.modules:
-        importlib.import_module(name)
+    them until first used. Always through the import system, never by a look at
+    ``sys.modules`` (their entry is there before they are registered): while another
+    thread loads them, this waits for it; in the thread loading them (their own
+    ``register_provider`` calls) it returns at once; once loaded, it costs a microsecond."""
+    importlib.import_module(_PROVIDERS)
 
 
 def register_provider(cls: P) -> P:

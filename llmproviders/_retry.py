@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Any, Callable, Iterator, List, Optional, Protocol, Tuple
+from typing import Any, Callable, ClassVar, Iterator, List, Optional, Protocol, Tuple
 
 from ._exceptions import (
     CloudflareError,
@@ -39,7 +39,9 @@ class RetryPolicy:
     ``initial_backoff`` the seconds before the first retry, doubled each time up to
     ``max_backoff``; ``max_retry_after`` the longest ``Retry-After`` waited for."""
 
-    __slots__ = ("max_retries", "initial_backoff", "max_backoff", "max_retry_after")
+    __slots__ = ("max_retries", "initial_backoff", "max_backoff", "max_retry_after", "__weakref__")
+    _fields: ClassVar[Tuple[str, ...]] = ("max_retries", "initial_backoff", "max_backoff", "max_retry_after")
+    __match_args__ = ("max_retries", "initial_backoff", "max_backoff", "max_retry_after")
     max_retries: int
     initial_backoff: float
     max_backoff: float
@@ -48,7 +50,7 @@ class RetryPolicy:
     def __init__(
         self, max_retries: int = 2, initial_backoff: float = 0.5, max_backoff: float = 8.0, max_retry_after: float = 60.0
     ) -> None:
-        for name, value in zip(self.__slots__, (max_retries, initial_backoff, max_backoff, max_retry_after)):
+        for name, value in zip(self._fields, (max_retries, initial_backoff, max_backoff, max_retry_after)):
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -58,19 +60,26 @@ class RetryPolicy:
         raise AttributeError(f"a RetryPolicy cannot be changed: make another (field {name!r})")
 
     def _values(self) -> Tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return tuple(getattr(self, name) for name in self._fields)
 
     def __eq__(self, other: object) -> bool:
-        return self._values() == other._values() if type(other) is RetryPolicy else NotImplemented
+        return self._values() == other._values() if type(other) is type(self) else NotImplemented
 
     def __hash__(self) -> int:
         return hash(self._values())
 
     def __repr__(self) -> str:
-        return "RetryPolicy(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__) + ")"
+        return f"{type(self).__name__}(" + ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields) + ")"
 
     def __reduce__(self) -> Tuple[Any, ...]:
-        return (RetryPolicy, self._values())
+        return (type(self), self._values())
+
+    def __setstate__(self, state: Any) -> None:
+        """Fields from a state dict: what pickles of the earlier dataclass hold."""
+        if isinstance(state, tuple):
+            state = {**(state[0] or {}), **(state[1] or {})}
+        for name, value in (state or {}).items():
+            object.__setattr__(self, name, value)
 
     def backoff(self, retry: int, error: BaseException) -> float:
         """Seconds to wait before retry number ``retry`` (0-based)."""

@@ -58,7 +58,7 @@ class _Value:
     ``_compared`` (the fields, unless a class leaves some out), a hash, a ``repr``,
     ``to_dict()`` and pickling."""
 
-    __slots__: Tuple[str, ...] = ()
+    __slots__: Tuple[str, ...] = ("__weakref__",)
     _fields: ClassVar[Tuple[str, ...]] = ()
     _compared: ClassVar[Tuple[str, ...]] = ()
 
@@ -85,6 +85,13 @@ class _Value:
 
     def __reduce__(self) -> Tuple[Any, ...]:
         return (type(self), self._values(self._fields))
+
+    def __setstate__(self, state: Any) -> None:
+        """Fields from a state dict: what pickles of the earlier dataclass events hold."""
+        if isinstance(state, tuple):  # (dict state, slot state)
+            state = {**(state[0] or {}), **(state[1] or {})}
+        for name, value in (state or {}).items():
+            _set(self, name, value)
 
     def to_dict(self) -> Dict[str, Any]:
         """The event's fields as a dict (JSON-ready)."""
@@ -190,8 +197,8 @@ class Usage(_Value):
     ``raw`` is the server's whole ``usage`` object (not compared)."""
 
     __slots__ = ("prompt_tokens", "completion_tokens", "total_tokens", "raw")
-    _fields = ("prompt_tokens", "completion_tokens", "total_tokens", "raw")
-    _compared = __match_args__ = ("prompt_tokens", "completion_tokens", "total_tokens")
+    _fields = __match_args__ = ("prompt_tokens", "completion_tokens", "total_tokens", "raw")
+    _compared = ("prompt_tokens", "completion_tokens", "total_tokens")
     prompt_tokens: Optional[int]
     completion_tokens: Optional[int]
     total_tokens: Optional[int]

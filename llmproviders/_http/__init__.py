@@ -26,7 +26,7 @@ from .errors import excerpt, parse_retry_after
 from .headers import check_headers, header_problem
 from .nonces import random_hex, random_string
 from .session import MAX_PROXY_POOLS, MAX_REDIRECTS, POOL_MAXSIZE, close_sessions, session_for
-from .urls import REDACTED, append_path, check_base_url, check_proxy, join_url, redact_url, with_default_path
+from .urls import REDACTED, append_path, check_base_url, check_proxy, join_url, redact_url, remembered, with_default_path
 
 __all__ = [
     "Call",
@@ -47,6 +47,7 @@ __all__ = [
     "check_headers",
     "header_problem",
     "join_url",
+    "remembered",
     "append_path",
     "with_default_path",
     "REDACTED",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import re
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import urllib3.exceptions
@@ -30,6 +30,7 @@ __all__ = [
     "check_base_url",
     "check_proxy",
     "join_url",
+    "remembered",
     "append_path",
     "with_default_path",
     "origin",
@@ -137,9 +138,31 @@ def check_base_url(base_url: str) -> str:
 
     Raises :class:`InvalidArgumentError` (never echoing credentials or query values).
     """
-    if type(base_url) is str:
+    if type(base_url) is str and not may_hold_secret(base_url):
         return _checked_base_url(base_url)  # every call checks its base URL: remembered
     return _check_base_url(base_url)
+
+
+def may_hold_secret(url: str) -> bool:
+    """Whether ``url`` may carry credentials or a key (``user:pass@``, a query): such a
+    URL is never kept in a cache beyond the call that uses it."""
+    return "@" in url or "?" in url
+
+
+def remembered(function: Callable[..., str]) -> Callable[..., str]:
+    """``function`` of URL strings, its results cached unless an argument may hold a
+    secret (:func:`may_hold_secret`): computed afresh then, and kept nowhere."""
+    cached = functools.lru_cache(maxsize=256)(function)
+
+    @functools.wraps(function)
+    def call(*urls: Optional[str]) -> str:
+        if any(url is not None and (type(url) is not str or may_hold_secret(url)) for url in urls):
+            return function(*urls)
+        return cached(*urls)
+
+    call.cache_info = cached.cache_info  # type: ignore[attr-defined]  # as functools.lru_cache's
+    call.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    return call
 
 
 @functools.lru_cache(maxsize=64)
@@ -185,7 +208,7 @@ def check_proxy(proxy: str) -> str:
     )
 
 
-@functools.lru_cache(maxsize=256)
+@remembered
 def join_url(base_url: Optional[str], default_url: str) -> str:
     """Point ``default_url`` (a protocol's real URL) at ``base_url``, keeping its path.
 

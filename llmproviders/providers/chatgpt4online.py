@@ -74,6 +74,8 @@ class Chatgpt4Online(Provider):
         body = {"botId": "default", "newMessage": format_prompt(messages), "stream": True}
         return Request(call.url(cls.url + cls.api_endpoint), headers, json=body, cookies=cookies)
 
+    sse_data_frames = True  # parse() takes the usual event as its data (str)
+
     @classmethod
     def parse(cls, frame: Any, reply: Reply) -> Any:
         if type(frame) is RawEvent:

@@ -35,7 +35,6 @@ Example usage::
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -51,7 +50,7 @@ from .._exceptions import (
     StreamInterruptedError,
 )
 from .._framing import decoder, loads_frame, preview
-from .._http import Call, TimeoutArg, excerpt
+from .._http import Call, TimeoutArg, excerpt, remembered
 from .._options import AnyOf, Flag, Headers, Integer, ListOf, Number, Object, Option, Secret, Text, Tools
 from .._provider import BASE_URL_ENV, Provider, Request
 from .._reply import Reply
@@ -224,6 +223,8 @@ class OpenAICompatible(Provider):
             return "json"
         return "sse"
 
+    sse_data_frames = True  # parse() takes the usual event as its data (str)
+
     @classmethod
     def parse(cls, frame: Any, reply: Reply) -> Any:
         state: _State = reply.state
@@ -342,7 +343,7 @@ class OpenAICompatible(Provider):
         return items
 
 
-@functools.lru_cache(maxsize=256)
+@remembered
 def _under(root: str, path: str) -> str:
     """``root`` (an API root, maybe with a query) joined with ``path``; a root without a
     path gets ``/v1``."""

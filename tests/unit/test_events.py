@@ -6,6 +6,7 @@ import copy
 import pickle
 import sys
 import textwrap
+import weakref
 
 import pytest
 
@@ -41,7 +42,11 @@ def test_an_event_is_an_immutable_value(cls, args, kwargs):
         event.new_field = 1
     with pytest.raises(AttributeError):
         del event.__dict__  # no instance dict at all: slots
-    assert cls.__match_args__ == tuple(kwargs)
+    assert cls.__match_args__ == tuple(kwargs) + (("raw",) if cls is Usage else ())  # as the dataclasses had
+    assert weakref.ref(event)() is event
+    restored = cls.__new__(cls)  # a pickle of the earlier dataclass: __new__, then its state dict
+    restored.__setstate__(dict(kwargs, **({"raw": {}} if cls is Usage else {})))
+    assert restored == event
 
 
 def test_events_of_different_kinds_with_the_same_fields_differ():
@@ -76,12 +81,12 @@ def test_events_work_in_match_statements():
                     return "text:" + text
                 case ToolCall(_, _, name, arguments):
                     return "call:" + name + arguments
-                case Usage(prompt, completion, total):
-                    return f"usage:{total}"
+                case Usage(prompt, completion, total, raw):
+                    return f"usage:{total}:{sorted(raw)}"
             return "other"
     """), namespace)
     kind = namespace["kind"]
     assert kind(TextDelta("hi")) == "text:hi"
     assert kind(ToolCall(0, "c", "f", "{}")) == "call:f{}"
-    assert kind(Usage(1, 2, 3, {"raw": True})) == "usage:3"
+    assert kind(Usage(1, 2, 3, {"raw": True})) == "usage:3:['raw']"
     assert kind(Finish("stop")) == "other"

@@ -21,6 +21,7 @@ from llmproviders import (
     Ylokh,
     register_provider,
 )
+from llmproviders._provider import Request
 from llmproviders.events import Finish, ToolCall, Usage
 from tests.helpers import MESSAGES_RU, body
 
@@ -285,3 +286,45 @@ def test_done_callbacks_never_replace_the_stream_error_and_late_ones_get_it():
     late = []
     stream.add_done_callback(lambda outcome, error: late.append((outcome, error)))
     assert late[0][0] == "failed" and isinstance(late[0][1], StreamInterruptedError)
+
+
+class _OwnSSE(Provider):
+    """A user's provider on the default framing, reading each event as sseclient-py gives it."""
+
+    default_model = "m"
+
+    @classmethod
+    def build_request(cls, call, model, messages, options, *, stream):
+        return Request(call.url("http://own.test/chat"), {}, json={"messages": messages})
+
+    @classmethod
+    def parse(cls, frame, reply):
+        return f"{frame.event}:{frame.data};"
+
+
+class _OwnDialect(OpenAICompatible):
+    """A subclass of OpenAICompatible that reads frames itself (a server's own dialect)."""
+
+    @classmethod
+    def parse(cls, frame, reply):
+        if frame.data == "[DONE]":
+            reply.done = True
+            return None
+        return frame.event + ":" + json.loads(frame.data)["t"]
+
+
+@responses.activate
+def test_a_parse_written_for_events_gets_events_whatever_the_event_looks_like():
+    """Review: the one-data-line short way handed every provider a str for the usual event,
+    and a user's parse reading frame.data raised a bare AttributeError. A str goes only to
+    a parse whose class says it takes one (OpenAICompatible's, Chatgpt4Online's)."""
+    from llmproviders._provider import _takes_data_frames
+
+    responses.post("http://own.test/chat", body="data: hello\n\nevent: x\ndata: world\n\n", content_type="text/event-stream")
+    assert _OwnSSE.create(None, MESSAGES_RU, base_url="http://own.test", max_retries=0) == "message:hello;x:world;"
+
+    responses.post(CHAT_URL, body='data: {"t": "a"}\n\nevent: e\ndata: {"t": "b"}\n\ndata: [DONE]\n\n', content_type="text/event-stream")
+    assert _OwnDialect.create("m", MESSAGES_RU, base_url=BASE, max_retries=0) == "message:ae:b"
+
+    assert _takes_data_frames(OpenAICompatible) and _takes_data_frames(Ylokh) and _takes_data_frames(Chatgpt4Online)
+    assert not _takes_data_frames(_OwnSSE) and not _takes_data_frames(_OwnDialect)

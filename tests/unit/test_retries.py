@@ -252,3 +252,22 @@ def test_a_retry_policy_is_an_immutable_value():
     with pytest.raises(AttributeError):
         del policy.max_retries
     assert policy.max_retries == 1
+    assert RetryPolicy.__match_args__ == ("max_retries", "initial_backoff", "max_backoff", "max_retry_after")
+
+
+class _Patient(RetryPolicy):
+    """A policy with its own backoff (review: copies and pickles came back as RetryPolicy)."""
+
+    def backoff(self, retry, error):
+        return 0.0
+
+
+def test_a_retry_policy_subclass_stays_itself():
+    import copy
+    import pickle
+
+    policy = _Patient(5)
+    for same in (copy.copy(policy), copy.deepcopy(policy), pickle.loads(pickle.dumps(policy))):
+        assert type(same) is _Patient and same == policy and same.backoff(0, None) == 0.0
+    assert _Patient(5) == _Patient(5) and _Patient(5) != RetryPolicy(5)
+    assert repr(policy).startswith("_Patient(max_retries=5,")

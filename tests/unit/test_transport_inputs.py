@@ -305,3 +305,26 @@ def test_rotating_proxies_do_not_keep_a_pool_each():
             GPROChat.create(None, MESSAGES_RU, proxy=f"http://127.0.0.1:{port + 1}", max_retries=0, timeout=2)
     managers = session_for(GPROChat).get_adapter("https://gprochat.com").proxy_manager
     assert len(managers) <= MAX_PROXY_POOLS
+
+
+@responses.activate
+def test_a_base_url_with_credentials_or_a_query_is_kept_in_no_cache():
+    """Review: base URL checks and joins are remembered for speed, but a URL with a
+    password or a query (a key) must not outlive its call in a module-level cache."""
+    from llmproviders._http import urls
+    from llmproviders.providers import openai_compatible
+
+    caches = [urls._checked_base_url, urls.join_url, openai_compatible._under]
+    for cache in caches:
+        cache.cache_clear()
+    secret = "http://alice:hunter2@127.0.0.1:9/v1?key=sk-SECRET"
+    responses.post("http://alice:hunter2@127.0.0.1:9/v1/chat/completions?key=sk-SECRET",
+                   body="data: [DONE]\n\n", content_type="text/event-stream")
+    responses.post("http://127.0.0.1:9/v3/chat-anonymous?key=sk-SECRET", body='{"event": "text", "data": "x"}\n')
+    with pytest.raises(Exception):  # an empty reply; what matters is what stays behind
+        OpenAICompatible.create("m", MESSAGES, base_url=secret, max_retries=0)
+    assert FlowGpt.create(None, MESSAGES, base_url="http://127.0.0.1:9?key=sk-SECRET", max_retries=0) == "x"
+    assert [cache.cache_info().currsize for cache in caches] == [0, 0, 0]
+    check_base_url("http://127.0.0.1:9/v1")
+    assert join_url("http://127.0.0.1:9", "https://flowgpt.com/x") == "http://127.0.0.1:9/x"
+    assert urls._checked_base_url.cache_info().currsize == 1 and urls.join_url.cache_info().currsize == 1
