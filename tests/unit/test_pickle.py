@@ -80,7 +80,10 @@ def full_instance(cls: type) -> LLMProvidersError:
         RateLimitError("FlowGpt: HTTP 429", provider="FlowGpt", status_code=429, retry_after=2.0),
         StreamError("FlowGpt: broke", provider="FlowGpt", partial="Hel"),
     ]
-    error.add_note("seen in a worker")
+    if hasattr(error, "add_note"):  # Python 3.11+
+        error.add_note("seen in a worker")
+    else:  # what add_note does, on 3.9 and 3.10 (where tracebacks do not show notes)
+        error.__notes__ = ["seen in a worker"]
     return error
 
 
